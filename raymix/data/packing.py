@@ -37,7 +37,6 @@ __all__ = [
     "collate_packed",
     "enable_packed_attention",
     "pack",
-    "pack_examples",
     "packing_stats",
 ]
 
@@ -98,12 +97,6 @@ def pack(lengths: Sequence[int], max_length: int) -> list[list[int]]:
         if room > need:
             _put(rooms, open_bins, room - need, b)
     return bins
-
-
-def pack_examples(examples: Sequence[Example], max_length: int) -> list[list[Example]]:
-    """:func:`pack` applied to examples: the packed rows, ready for :func:`collate_packed`."""
-    bins = pack([len(e.input_ids) for e in examples], max_length)
-    return [[examples[i] for i in b] for b in bins]
 
 
 def collate_packed(bins_examples: Sequence[Sequence[Example]], pad_id: int) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from raymix.data.packing import (
     collate_packed,
     enable_packed_attention,
     pack,
-    pack_examples,
     packing_stats,
 )
 from raymix.data.records import chat
@@ -276,9 +275,3 @@ def test_control_an_attention_mask_silently_turns_packing_off(tokenizer, rows) -
     batch = collate_packed(rows, tokenizer.pad_token_id)
     mask = (batch["input_ids"] != tokenizer.pad_token_id).long()
     assert _relative_gap(tokenizer, rows, attention_mask=mask) > 1e-3
-
-
-def test_pack_examples_keeps_each_example_whole() -> None:
-    examples = [_ex(n, 10 * n) for n in (5, 3, 7, 2)]
-    packed = pack_examples(examples, 10)
-    assert [[len(e.input_ids) for e in row] for row in packed] == [[7, 3], [5, 2]]
