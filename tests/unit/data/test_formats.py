@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 
+from raymix.config.schema import SourceFormat
 from raymix.data.formats import (
     ALLOWED_FORMATS,
     FORMATS,
@@ -21,10 +24,25 @@ def _roles_and_text(row: dict, fmt: str, **kw: object) -> list[tuple[str, str]]:
 
 
 def test_registry_matches_the_schema_formats() -> None:
-    assert set(ALLOWED_FORMATS) == {
-        "auto", "alpaca", "dolly", "gsm8k", "sharegpt", "messages", "p3", "flan_cot", "fields"
-    }  # fmt: skip
-    assert set(FORMATS) == set(ALLOWED_FORMATS) - {"auto", "fields"}
+    # every format the config schema accepts is registered here, and nothing else
+    schema = set(get_args(SourceFormat))
+    assert set(ALLOWED_FORMATS) == schema
+    assert set(FORMATS) | {"auto", "fields"} == schema
+    for name, spec in FORMATS.items():
+        assert spec.name == name
+        row = {f: "x" for f in spec.required[0]}
+        if name == "sharegpt":
+            row = {
+                "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]
+            }
+        elif name == "messages":
+            row = {
+                "messages": [
+                    {"role": "user", "content": "q"},
+                    {"role": "assistant", "content": "a"},
+                ]
+            }
+        assert check_turns(to_messages(row, name, "x").messages), name
 
 
 def test_alpaca_appends_a_non_empty_input_after_a_blank_line() -> None:
