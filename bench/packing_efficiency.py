@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from raymix.config.schema import SourceConfig  # noqa: E402
 from raymix.data.batches import Example, encode  # noqa: E402
 from raymix.data.packing import pack, packing_stats  # noqa: E402
-from raymix.data.sources import load_source  # noqa: E402
+from raymix.data.sources import load_records  # noqa: E402
 from raymix.data.tokenizer import load_tokenizer, train_builtin  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -44,7 +44,7 @@ def _load() -> dict[str, list]:
     out = {}
     for name, (rel, fmt) in SOURCES.items():
         cfg = SourceConfig(name=name, path=str(DATA / rel), format=fmt)
-        out[name] = load_source(cfg, seed=SEED).records
+        out[name] = load_records(cfg, seed=SEED).records
     return out
 
 

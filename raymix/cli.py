@@ -140,6 +140,15 @@ def _data_mix(cfg, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-
                 f"{k} {v['count']} rows / {v['tokens']} tokens" for k, v in stage["sources"].items()
             )
             print(f"  {stage['name']} x{stage['epochs']} epochs: {parts}")
+        for src, reasons in p["dropped"].items():
+            t = p["truncation"][src]
+            drops = ", ".join(f"{k} {v}" for k, v in reasons.items())
+            print(
+                f"  {src}: dropped {drops}; truncated {t['truncated_tokens']} of "
+                f"{t['tokens']} tokens ({100 * t['share']:.1f}%)"
+            )
+            for task, why in p["lost_subtasks"].get(src, {}).items():
+                print(f"    lost sub-task {task}: " + ", ".join(f"{k} {v}" for k, v in why.items()))
     return 0
 
 
@@ -184,6 +193,9 @@ def _plan_summary(plan: dict) -> dict:  # type: ignore[type-arg]
             }
             for st in plan["stages"]
         ],
+        "dropped": plan["dropped"],
+        "lost_subtasks": plan["lost_subtasks"],
+        "truncation": plan["truncation"],
     }
 
 

@@ -5,7 +5,8 @@ reuses.
 Layout of ``<cache_dir>/tokens/<key>/``: ``ids.npy`` (int32, every example's tokens end to end,
 truncated to max length), ``trainable.npy`` (bool, True where the token counts toward the loss),
 ``offsets.npy`` (int64, n + 1 boundaries), ``overlong.npy`` (bool, the example was longer than max
-length) and ``meta.json``. A folder is written under a temporary name and renamed into place, so
+length), ``full_lengths.npy`` (int64, each example's tokens before truncation) and ``meta.json``
+(with ``tokens``, kept after truncation, and ``truncated_tokens``, cut by it). A folder is written under a temporary name and renamed into place, so
 readers never see half a cache and concurrent writers on one machine are harmless.
 """
 
@@ -27,7 +28,7 @@ import numpy as np
 from raymix.data.batches import IGNORE, Example, encode
 from raymix.data.records import Record
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _CHUNK = 2000
 
 
@@ -58,6 +59,7 @@ class TokenCache:
     trainable: np.ndarray
     offsets: np.ndarray
     overlong: np.ndarray
+    full_lengths: np.ndarray
     meta: dict[str, Any]
 
     def __len__(self) -> int:
@@ -67,6 +69,13 @@ class TokenCache:
     def lengths(self) -> np.ndarray:
         """Tokens per example after truncation."""
         return np.diff(self.offsets)
+
+    def truncated_tokens(self, ids: Sequence[int] | None = None) -> int:
+        """Tokens that truncation to max length cut from examples ``ids`` (all when None)."""
+        cut = np.asarray(self.full_lengths) - self.lengths
+        if ids is None:
+            return int(cut.sum())
+        return int(cut[np.asarray(ids, dtype=np.int64)].sum()) if len(ids) else 0
 
     def example(self, i: int) -> Example:
         """Example ``i`` with its labels (-100 outside assistant turns)."""
@@ -87,7 +96,7 @@ def open_cache(root: Path, key: str) -> TokenCache | None:
     return TokenCache(key=key, meta=meta, **arrays)
 
 
-_ARRAYS = ("ids", "trainable", "offsets", "overlong")
+_ARRAYS = ("ids", "trainable", "offsets", "overlong", "full_lengths")
 
 
 def build_cache(
@@ -106,7 +115,7 @@ def build_cache(
     if found is not None:
         return found
     rows, facts = load()
-    ids, trainable, lengths, overlong = [], [], [], []
+    ids, trainable, lengths, overlong, full_lengths = [], [], [], [], []
     for start in _progress(range(0, len(rows), _CHUNK), len(rows), label):
         chunk = rows[start : start + _CHUNK]
         full = encode(chunk, tokenizer, template, max_length=sys.maxsize)
@@ -116,6 +125,7 @@ def build_cache(
             trainable.append(np.asarray(e.labels[:n], dtype=np.int64) != IGNORE)
             lengths.append(n)
             overlong.append(len(e.input_ids) > max_length)
+            full_lengths.append(len(e.input_ids))
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     arrays = {
@@ -123,9 +133,11 @@ def build_cache(
         "trainable": np.concatenate(trainable) if trainable else np.zeros(0, bool),
         "offsets": offsets,
         "overlong": np.asarray(overlong, dtype=bool),
+        "full_lengths": np.asarray(full_lengths, dtype=np.int64),
     }
     meta = {**meta, **facts, "n": len(rows), "template": template, "max_length": max_length,
-            "overlong": int(arrays["overlong"].sum()), "tokens": int(offsets[-1])}  # fmt: skip
+            "overlong": int(arrays["overlong"].sum()), "tokens": int(offsets[-1]),
+            "truncated_tokens": int(arrays["full_lengths"].sum() - offsets[-1])}  # fmt: skip
     _write_atomically(root / "tokens" / key, arrays, meta)
     found = open_cache(root, key)
     assert found is not None

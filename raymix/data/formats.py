@@ -36,6 +36,12 @@ _SHAREGPT_ROLES = {
     "system": "system",
 }
 _MESSAGE_ROLES = ("system", "user", "assistant")
+_P3_META = ("dataset", "template", "task_type", "_task_name", "_template_idx", "_task_source")
+SUBTASK_KEYS = ("dataset", "_task_name")
+"""Meta keys naming a row's sub-task, first found wins: P3/T0's ``dataset`` (the PromptSource
+dataset, e.g. ``trec``) and the FLAN collection's ``_task_name``."""
+TEMPLATE_KEYS = ("template", "_template_idx")
+"""Meta keys naming the prompt template a row was written with (P3/T0, FLAN)."""
 _EOT_MARKERS = ("<|endoftext|>", "</s>")
 
 
@@ -138,7 +144,10 @@ def p3(row: Row, where: str) -> Parsed:
     ``completion`` as in the self-instruct T0 export.
 
     A trailing ``<|endoftext|>`` (a GPT-3 fine-tuning marker) is removed from the target; the
-    ``dataset``, ``template`` and ``task_type`` fields, when present, go to ``meta``.
+    ``dataset``, ``template`` and ``task_type`` fields (P3/T0) and ``_task_name``,
+    ``_template_idx`` and ``_task_source`` (the FLAN collection's export, whose rows also hold
+    ``inputs``/``targets``), when present, go to ``meta``: they name the row's sub-task and
+    template (``subtask``).
     """
     for src, tgt in (
         ("inputs_pretokenized", "targets_pretokenized"),
@@ -149,7 +158,7 @@ def p3(row: Row, where: str) -> Parsed:
             target = _text(row, tgt, where)
             for marker in _EOT_MARKERS:
                 target = target.removesuffix(marker)
-            meta = {k: row[k] for k in ("dataset", "template", "task_type") if k in row}
+            meta = {k: row[k] for k in _P3_META if k in row}
             return Parsed(_pair(_text(row, src, where), target), meta)
     raise AssertionError("unreachable: to_messages checked the fields")  # pragma: no cover
 
@@ -289,6 +298,16 @@ def check_turns(msgs: list[Message]) -> bool:
     if len(roles) < 2 or len(roles) % 2:
         return False
     return all(r == ("user" if i % 2 == 0 else "assistant") for i, r in enumerate(roles))
+
+
+def subtask(meta: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    """(sub-task, template or None) of a converted row's ``meta``, or None when the row's format
+    has no sub-task field (see ``SUBTASK_KEYS`` and ``TEMPLATE_KEYS``)."""
+    task = next((meta[k] for k in SUBTASK_KEYS if meta.get(k) not in (None, "")), None)
+    if task is None:
+        return None
+    template = next((meta[k] for k in TEMPLATE_KEYS if meta.get(k) not in (None, "")), None)
+    return str(task), None if template is None else str(template)
 
 
 def _require(row: Row, spec: RowFormat, where: str) -> None:

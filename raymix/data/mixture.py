@@ -5,7 +5,8 @@ Spec kinds (schema ``MixtureSpec``): absolute counts or fractions of a source (a
 whole repeats plus a seeded remainder); Dong's normalised ratio k; Wang's specialised : general
 ratio; a total budget in examples or tokens split by proportions (largest remainder). The plan is
 the trial's manifest: seed, stages with row ids and token counts, held-out ids, source
-fingerprints, cleaning and overlong counts, and a content hash over all of it.
+fingerprints, cleaning and overlong counts, rows dropped per source and reason, emptied sub-tasks,
+tokens cut by truncation, and a content hash over all of it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from raymix.data.sources import rng_for
 from raymix.data.strategies import compile_stages, stage_epochs
 from raymix.errors import ConfigError
 
-PLAN_VERSION = 2
+PLAN_VERSION = 3
 
 
 Flagged = Mapping[str, Mapping[str, Sequence[int]]]  # eval task -> source -> contaminated rows
@@ -56,6 +57,7 @@ def build_plan(
         for name in sources
     }
     dropped = {n: sum(1 for i in s.train_ids if i in flagged[n]) for n, s in sources.items()}
+    before = sources
     if cfg.eval.contamination.drop:
         sources = {
             n: replace(s, train_ids=[i for i in s.train_ids if i not in flagged[n]])
@@ -78,7 +80,12 @@ def build_plan(
                 "name": name,
                 "epochs": e,
                 "sources": {
-                    n: {"count": len(ids), "tokens": _tokens(sources[n], ids), "row_ids": ids}
+                    n: {
+                        "count": len(ids),
+                        "tokens": _tokens(sources[n], ids),
+                        "truncated_tokens": sources[n].cache.truncated_tokens(ids),
+                        "row_ids": ids,
+                    }
                     for n, ids in sorted(parts.items())
                 },
             }
@@ -96,9 +103,17 @@ def build_plan(
             }  # fmt: skip
             for n, s in sorted(sources.items())
         },
+        "dropped": {
+            n: {**s.dropped(), "contamination": dropped[n] if cfg.eval.contamination.drop else 0}
+            for n, s in sorted(sources.items())
+        },
+        "lost_subtasks": {
+            n: s.lost_subtasks for n, s in sorted(sources.items()) if s.lost_subtasks
+        },
+        "truncation": {n: s.truncation() for n, s in sorted(sources.items())},
     }
     if contamination is not None:
-        plan["contamination"] = _contamination(cfg, contamination, sources, rows, dropped)
+        plan["contamination"] = _contamination(cfg, contamination, before, rows, dropped)
     plan["hash"] = plan_hash(plan)
     return plan
 
@@ -110,7 +125,8 @@ def _contamination(
     rows: Mapping[str, Sequence[int]],
     dropped: Mapping[str, int],
 ) -> dict[str, Any]:
-    """Per task and source: overlapping rows in the training pool and in this plan."""
+    """Per task and source: overlapping rows in the training pool before any drop (``pool_rows``
+    of ``pool_total``) and in this plan (``plan_rows`` of ``plan_total``: 0 after a drop)."""
     tasks: dict[str, dict[str, dict[str, int]]] = {}
     for task, per in sorted(contamination.items()):
         tasks[task] = {}
@@ -119,6 +135,7 @@ def _contamination(
             pool = [i for i in sources[n].train_ids if i in bad]
             tasks[task][n] = {
                 "pool_rows": len(pool),
+                "pool_total": len(sources[n].train_ids),
                 "plan_rows": sum(1 for i in rows.get(n, ()) if i in bad),
                 "plan_total": len(rows.get(n, ())),
             }

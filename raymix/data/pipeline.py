@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,15 @@ from raymix.data.cache import TokenCache, build_cache, cache_dir, cache_key, tok
 from raymix.data.sources import (
     DEFAULT_SYNTHETIC_SIZE,
     SYNTHETIC_PREFIX,
+    drop_warnings,
     load_records,
     split_heldout,
 )
 from raymix.data.templates import render
 from raymix.data.tokenizer import BUILTIN, EOS, load_tokenizer, train_builtin
 from raymix.errors import DataError
+
+log = logging.getLogger("raymix")
 
 _CORPUS_ROWS = 5000  # rows per source the builtin tokenizer learns from
 TOKENIZER_VERSION = 1
@@ -41,6 +45,25 @@ class PreparedSource:
     heldout_ids: list[int]
     dropped_overlong: int
     cleaning: dict[str, int]
+    lost_subtasks: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Sub-tasks that cleaning emptied, with their rows per reason (``Loaded.lost_subtasks``)."""
+
+    def dropped(self) -> dict[str, int]:
+        """Rows dropped before sampling, by reason: ``bad_turns`` and ``empty`` (cleaning),
+        ``overlong`` (``train.overlong: drop``)."""
+        return {
+            "bad_turns": int(self.cleaning.get("dropped_bad_turns", 0)),
+            "empty": int(self.cleaning.get("dropped_empty", 0)),
+            "overlong": self.dropped_overlong,
+        }
+
+    def truncation(self) -> dict[str, Any]:
+        """Tokens of the rows kept for training and held-out loss (before truncation) and the
+        tokens that truncation to ``train.max_length`` cuts from them, with its share."""
+        ids = sorted(self.train_ids + self.heldout_ids)
+        full = int(np.asarray(self.cache.full_lengths)[np.asarray(ids, dtype=np.int64)].sum())
+        cut = self.cache.truncated_tokens(ids)
+        return {"tokens": full, "truncated_tokens": cut, "share": cut / full if full else 0.0}
 
 
 def fingerprint(cfg: SourceConfig, seed: int) -> str | None:
@@ -83,7 +106,11 @@ def _prepare_one(
 
     def load() -> tuple[list[Any], dict[str, Any]]:
         s = loaded or load_records(src, cfg.seed)
-        return s.records, {"fingerprint": s.fingerprint, "cleaning": s.cleaning}
+        return s.records, {
+            "fingerprint": s.fingerprint,
+            "cleaning": s.cleaning,
+            "lost_subtasks": s.lost_subtasks,
+        }
 
     key = cache_key(fp, tok_fp, cfg.template, cfg.train.max_length)
     cache = build_cache(
@@ -110,6 +137,7 @@ def _prepare_one(
         heldout_ids=heldout_ids,
         dropped_overlong=dropped,
         cleaning=dict(cache.meta.get("cleaning", {})),
+        lost_subtasks=dict(cache.meta.get("lost_subtasks", {})),
     )
 
 
@@ -140,9 +168,18 @@ def tokenizer_spec(cfg: ExperimentConfig) -> str:
 
 
 def prepare_data(
-    cfg: ExperimentConfig, spec: str | None = None
+    cfg: ExperimentConfig, spec: str | None = None, *, warn: bool = True
 ) -> tuple[str, Any, dict[str, PreparedSource]]:
-    """(tokenizer spec, tokenizer, prepared sources) of ``cfg``: everything a plan needs."""
+    """(tokenizer spec, tokenizer, prepared sources) of ``cfg``: everything a plan needs.
+
+    With ``warn``, each source that lost a whole sub-task, or more than 5 % of its rows, before
+    sampling gets a warning on the ``raymix`` logger (every time, also when the cache is reused).
+    """
     spec = spec or tokenizer_spec(cfg)
     tokenizer = load_tokenizer(spec, cfg.model.revision)
-    return spec, tokenizer, prepare_sources(cfg, tokenizer)
+    sources = prepare_sources(cfg, tokenizer)
+    if warn:
+        for s in sources.values():
+            for message in drop_warnings(s.name, s.cleaning, s.lost_subtasks, s.dropped_overlong):
+                log.warning(message)
+    return spec, tokenizer, sources

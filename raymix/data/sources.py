@@ -17,8 +17,8 @@ import io
 import json
 import re
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,6 +31,7 @@ from raymix.data.formats import (
     check_field_map,
     check_turns,
     detect_format,
+    subtask,
     to_messages,
 )
 from raymix.data.records import Message, Record
@@ -45,26 +46,17 @@ _HEADER_CELL = re.compile(r"^[A-Za-z_][\w.\-]{0,63}$")
 _CSV_FIELD_LIMIT = 2**31 - 1
 
 
-@dataclass(frozen=True)
-class Source:
-    """A loaded source: every record, and which row ids are for training and for held-out eval."""
-
-    name: str
-    ability: str
-    records: list[Record]
-    train_ids: list[int]
-    heldout_ids: list[int]
-    fingerprint: str
-    cleaning: dict[str, int] = field(default_factory=dict)
-    """Counts of the cleaning rules: rows_read, dropped_bad_turns, dropped_empty, kept."""
-
-
 class Loaded(NamedTuple):
-    """A source's cleaned records (row ids 0..n-1), its fingerprint and its cleaning counts."""
+    """A source's cleaned records (row ids 0..n-1), its fingerprint, its cleaning counts and the
+    sub-tasks that cleaning emptied."""
 
     records: list[Record]
     fingerprint: str
     cleaning: dict[str, int]
+    lost_subtasks: dict[str, dict[str, int]] = {}
+    """Sub-tasks (P3/T0 ``dataset``, FLAN ``_task_name``; ``dataset/template`` when only one
+    template of a surviving sub-task is emptied) of which cleaning dropped every row: the rows
+    dropped per reason (``dropped_bad_turns``, ``dropped_empty``)."""
 
 
 class _RawRow(NamedTuple):
@@ -76,21 +68,6 @@ def rng_for(seed: int, *names: str) -> np.random.Generator:
     """A generator that depends only on the seed and the names (stable across processes)."""
     digest = hashlib.sha256("\0".join(names).encode()).digest()
     return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
-
-
-def load_source(cfg: SourceConfig, seed: int) -> Source:
-    """Read or generate the source's rows and split off its held-out rows (seeded)."""
-    records, fingerprint, cleaning = load_records(cfg, seed)
-    train_ids, heldout_ids = split_heldout(len(records), cfg.heldout, seed, cfg.name)
-    return Source(
-        name=cfg.name,
-        ability=cfg.ability,
-        records=records,
-        train_ids=train_ids,
-        heldout_ids=heldout_ids,
-        fingerprint=fingerprint,
-        cleaning=cleaning,
-    )
 
 
 def split_heldout(
@@ -144,12 +121,12 @@ def load_records(cfg: SourceConfig, seed: int = 0) -> Loaded:
         _check_not_local(cfg, path)
         rows, fingerprint = _load_hub(cfg)
         label = f"{cfg.path} (hub, split {cfg.split})"
-    records, cleaning = _clean(cfg, label, rows)
+    records, cleaning, lost = _clean(cfg, label, rows)
     if not records:
         raise DataError(
             f"source {cfg.name!r} ({cfg.path}): no usable rows after cleaning ({_counts(cleaning)})"
         )
-    return Loaded(records, fingerprint, cleaning)
+    return Loaded(records, fingerprint, cleaning, lost)
 
 
 def _load_synthetic(cfg: SourceConfig, seed: int) -> Loaded:
@@ -170,12 +147,14 @@ def _load_synthetic(cfg: SourceConfig, seed: int) -> Loaded:
 
 def _clean(
     cfg: SourceConfig, label: str, rows: Iterable[_RawRow]
-) -> tuple[list[Record], dict[str, int]]:
-    """Convert, strip and filter rows; row ids are positions in the kept list."""
+) -> tuple[list[Record], dict[str, int], dict[str, dict[str, int]]]:
+    """Convert, strip and filter rows; row ids are positions in the kept list. Also returns the
+    sub-tasks that lost every row (see ``Loaded.lost_subtasks``)."""
     field_map = None
     if cfg.format == "fields":
         field_map = check_field_map(cfg.fields, f"sources.{cfg.name}.fields")
     counts = {"rows_read": 0, "dropped_bad_turns": 0, "dropped_empty": 0, "kept": 0}
+    groups = _Groups()
     fmt: str | None = None if cfg.format == "auto" else cfg.format
     records: list[Record] = []
     for origin, row in rows:
@@ -186,16 +165,99 @@ def _clean(
         msgs, meta = to_messages(row, fmt, where, field_map)
         if cfg.strip:
             msgs = [Message(role=m["role"], content=m["content"].strip()) for m in msgs]
+        reason = None
         if not check_turns(msgs):
-            counts["dropped_bad_turns"] += 1
-            continue
-        if cfg.drop_empty and not msgs[-1]["content"].strip():
-            counts["dropped_empty"] += 1
+            reason = "dropped_bad_turns"
+        elif cfg.drop_empty and not msgs[-1]["content"].strip():
+            reason = "dropped_empty"
+        groups.add(subtask(meta), reason)
+        if reason is not None:
+            counts[reason] += 1
             continue
         meta = {**meta, "origin": origin}
         records.append(Record(messages=msgs, source=cfg.name, row_id=len(records), meta=meta))
     counts["kept"] = len(records)
-    return records, counts
+    return records, counts, groups.lost()
+
+
+class _Groups:
+    """Rows per sub-task and per (sub-task, template): read, and dropped per reason."""
+
+    def __init__(self) -> None:
+        self.read: Counter[tuple[str, str | None]] = Counter()
+        self.dropped: dict[tuple[str, str | None], Counter[str]] = {}
+
+    def add(self, key: tuple[str, str | None] | None, reason: str | None) -> None:
+        if key is None:
+            return
+        for k in {(key[0], None), key}:
+            self.read[k] += 1
+            if reason is not None:
+                self.dropped.setdefault(k, Counter())[reason] += 1
+
+    def lost(self) -> dict[str, dict[str, int]]:
+        """``{sub-task: reasons}`` for emptied sub-tasks, and ``{sub-task/template: reasons}``
+        for emptied templates of sub-tasks that keep rows."""
+        out: dict[str, dict[str, int]] = {}
+        for (task, template), n in self.read.items():
+            reasons = self.dropped.get((task, template), Counter())
+            if sum(reasons.values()) < n:
+                continue
+            if template is None:
+                out[task] = dict(sorted(reasons.items()))
+            elif sum(self.dropped.get((task, None), Counter()).values()) < self.read[(task, None)]:
+                out[f"{task}/{template}"] = dict(sorted(reasons.items()))
+        return dict(sorted(out.items()))
+
+
+DROP_WARN_SHARE = 0.05
+"""Warn when more than this share of a source's rows is dropped before sampling."""
+
+REASONS = {
+    "dropped_bad_turns": "turns that do not alternate",
+    "dropped_empty": "empty response",
+    "overlong": "longer than train.max_length",
+}
+"""What each drop reason means, as warnings word it."""
+
+
+def drop_warnings(
+    name: str,
+    cleaning: Mapping[str, int],
+    lost: Mapping[str, Mapping[str, int]],
+    dropped_overlong: int = 0,
+) -> list[str]:
+    """Warnings for a source whose rows are lost without a word otherwise: one per sub-task that
+    cleaning emptied, and one when cleaning plus ``train.overlong: drop`` remove more than
+    ``DROP_WARN_SHARE`` of its rows.
+
+    Args:
+        name: The source's name.
+        cleaning: Its cleaning counts (``Loaded.cleaning``).
+        lost: Its emptied sub-tasks (``Loaded.lost_subtasks``).
+        dropped_overlong: Rows dropped for being longer than ``train.max_length``.
+    """
+    out = []
+    for task, reasons in lost.items():
+        out.append(
+            f"source {name!r}: cleaning dropped every row of sub-task {task!r} "
+            f"({sum(reasons.values())} rows: {_reasons(reasons)}); it is not in the training data"
+        )
+    dropped = {k: v for k, v in cleaning.items() if k.startswith("dropped_") and v}
+    if dropped_overlong:
+        dropped["overlong"] = dropped_overlong
+    read = cleaning.get("rows_read", 0)
+    total = sum(dropped.values())
+    if read and total > DROP_WARN_SHARE * read:
+        out.append(
+            f"source {name!r}: {total} of its {read} rows ({100 * total / read:.1f}%) are "
+            f"dropped before sampling ({_reasons(dropped)})"
+        )
+    return out
+
+
+def _reasons(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{v} {REASONS.get(k, k)}" for k, v in counts.items())
 
 
 def _where(label: str, origin: str) -> str:

@@ -37,7 +37,7 @@ def run_trial(
     base = ExperimentConfig.model_validate_json(experiment_json)
     cfg = with_params(base, params.get("params") or {})
     mixture = params["mixture"]
-    _, _, sources = prepare_data(cfg, tokenizer)  # the token cache: opened, not rebuilt
+    _, _, sources = prepare_data(cfg, tokenizer, warn=False)  # the cache: opened, not rebuilt
     plan = build_plan(cfg, mixture, sources, contamination)
 
     tracker = MlflowTracker(tracking_uri)
@@ -75,7 +75,10 @@ def run_trial(
 
 
 def trial_params(cfg: ExperimentConfig, mixture: str, plan: dict[str, Any]) -> dict[str, Any]:
-    """The child run's params: flattened config (dots), the mixture name and rows per source."""
+    """The child run's params: flattened config (dots), the mixture name, rows per source, and
+    per source the rows dropped before sampling (``data.<source>.dropped.<reason>``), its
+    emptied sub-tasks (``data.<source>.lost_subtasks``) and the tokens truncation cuts
+    (``data.<source>.tokens``, ``.truncated_tokens``, ``.truncated_share``)."""
     raw = cfg.model_dump(mode="json")
     raw.pop("mixture")
     raw.pop("sweep")
@@ -87,15 +90,34 @@ def trial_params(cfg: ExperimentConfig, mixture: str, plan: dict[str, Any]) -> d
     counts = summary(plan)
     for name in sorted(sources):
         params[f"mixture.{name}"] = counts.get(name, 0)
+    for name, reasons in plan.get("dropped", {}).items():
+        for reason, n in reasons.items():
+            params[f"data.{name}.dropped.{reason}"] = n
+    for name, lost in plan.get("lost_subtasks", {}).items():
+        params[f"data.{name}.lost_subtasks"] = ", ".join(lost)
+    for name, t in plan.get("truncation", {}).items():
+        params[f"data.{name}.tokens"] = t["tokens"]
+        params[f"data.{name}.truncated_tokens"] = t["truncated_tokens"]
+        params[f"data.{name}.truncated_share"] = round(t["share"], 4)
     return params
 
 
 def contamination_metrics(plan: dict[str, Any]) -> dict[str, float]:
-    """``contamination/<task>/<source>``: the share of the plan's rows of that source that
-    overlap the task's eval set."""
-    return {
-        f"contamination/{task}/{src}": c["plan_rows"] / c["plan_total"]
-        for task, per in plan["contamination"]["tasks"].items()
-        for src, c in per.items()
-        if c["plan_total"]
-    }
+    """Per eval task and source, the rows that overlap the task's whole eval set:
+    ``contamination/<task>/<source>`` (share) and ``.../rows`` in the plan as trained (0 after
+    ``drop: true``), ``.../pool_share`` and ``.../pool_rows`` in the source's training pool before
+    any drop, and ``.../dropped`` (rows dropped for any task) when dropping."""
+    c = plan["contamination"]
+    out: dict[str, float] = {}
+    for task, per in c["tasks"].items():
+        for src, x in per.items():
+            key = f"contamination/{task}/{src}"
+            if x["plan_total"]:
+                out[key] = x["plan_rows"] / x["plan_total"]
+            out[f"{key}/rows"] = x["plan_rows"]
+            out[f"{key}/pool_rows"] = x["pool_rows"]
+            if x.get("pool_total"):
+                out[f"{key}/pool_share"] = x["pool_rows"] / x["pool_total"]
+            if c["drop"]:
+                out[f"{key}/dropped"] = c["dropped"].get(src, 0)
+    return out

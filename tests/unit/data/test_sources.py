@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from raymix.config.schema import SourceConfig
-from raymix.data.sources import Source, load_records, load_source
+from raymix.data import synthetic
+from raymix.data.sources import load_records, split_heldout
 from raymix.errors import ConfigError, DataError
 
 
@@ -56,11 +57,11 @@ def test_real_files_load_with_expected_counts(
     shared_data: Path, rel: str, fmt: str, read: int, empty: int, kept: int, user: str, reply: str
 ) -> None:
     path = shared_data / rel
-    src = load_source(_cfg(path, format=fmt), seed=0)
+    src = load_records(_cfg(path, format=fmt), seed=0)
     assert src.cleaning == {
         "rows_read": read, "dropped_bad_turns": 0, "dropped_empty": empty, "kept": kept
     }  # fmt: skip
-    assert len(src.records) == kept == len(src.train_ids) + len(src.heldout_ids)
+    assert len(src.records) == kept
     assert [r["row_id"] for r in src.records] == list(range(kept))
     first = src.records[0]["messages"]
     assert first[0]["role"] == "user" and first[0]["content"].startswith(user)
@@ -205,21 +206,22 @@ def test_strip_and_drop_empty_are_explicit(tmp_path: Path) -> None:
     assert _pairs(raw.records) == [("  a ", " b\n"), ("c", "  ")]
 
 
-def test_load_source_carries_cleaning_and_splits(tmp_path: Path) -> None:
+def test_heldout_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
     rows = [{"question": f"q{i}", "answer": f"#### {i}"} for i in range(20)]
-    src = load_source(_cfg(_jsonl(tmp_path / "m.jsonl", rows), heldout=0.25), seed=3)
-    assert isinstance(src, Source) and src.cleaning["kept"] == 20
-    assert len(src.heldout_ids) == 5 and not set(src.heldout_ids) & set(src.train_ids)
-    assert src == load_source(_cfg(tmp_path / "m.jsonl", heldout=0.25), seed=3)
+    src = load_records(_cfg(_jsonl(tmp_path / "m.jsonl", rows), heldout=0.25), seed=3)
+    assert src.cleaning["kept"] == 20
+    train, held = split_heldout(len(src.records), 0.25, 3, "s")
+    assert len(held) == 5 and sorted(train + held) == list(range(20))
+    assert (train, held) == split_heldout(20, 0.25, 3, "s")
+    assert held != split_heldout(20, 0.25, 4, "s")[1]
 
 
 def test_synthetic_sources_are_unchanged_and_counted() -> None:
-    src = load_source(_cfg("synthetic:math", size=50, heldout=5), seed=1)
+    src = load_records(_cfg("synthetic:math", size=50), seed=1)
     assert src.fingerprint == "synthetic:math?seed=1&size=50&v=1"
     assert src.cleaning == {"rows_read": 50, "dropped_bad_turns": 0, "dropped_empty": 0, "kept": 50}
-    assert "origin" not in src.records[0]["meta"]
-    legacy = Source("n", "a", [], [], [], "fp")
-    assert legacy.cleaning == {}
+    assert src.records == [synthetic.generate("math", 1, i, "s") for i in range(50)]
+    assert "origin" not in src.records[0]["meta"] and src.lost_subtasks == {}
 
 
 # --- bad input ------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 
 from raymix.config import validate
 from raymix.data import synthetic
-from raymix.data.sources import load_source
+from raymix.data.sources import load_records
 from raymix.errors import DataError
 from tests.conftest import tiny_experiment
 
@@ -44,4 +44,4 @@ def test_unknown_kind_is_a_data_error() -> None:
     cfg = validate(tiny_experiment(), origin="t")
     bad = cfg.sources[0].model_copy(update={"path": "synthetic:poetry"})
     with pytest.raises(DataError, match="allowed: synthetic:math, synthetic:code"):
-        load_source(bad, 0)
+        load_records(bad, 0)
