@@ -126,30 +126,66 @@ class HeldoutTask:
     def _score_source(
         self, pairs: list[tuple[str, Request]]
     ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-        meta = pairs[0][1].meta
+        """Score each row by what it carries (see :func:`row_scorer`); a source's metric is the
+        mean over the rows that have it (a GSM8K row without ``####`` is scored by reference)."""
+        by_kind: dict[str, list[int]] = {}
+        for i, (_, req) in enumerate(pairs):
+            by_kind.setdefault(row_scorer(req.meta), []).append(i)
+        rows: list[dict[str, Any]] = [{} for _ in pairs]
+        for kind, idx in by_kind.items():
+            for i, row in zip(idx, self._score_kind(kind, [pairs[i] for i in idx]), strict=True):
+                rows[i] = {"scorer": kind, **row}
+        sums: dict[str, list[float]] = {}
+        for row in rows:
+            for k in _ROW_METRICS[row["scorer"]]:
+                sums.setdefault(k, []).append(float(row[k]))
+        return {k: sum(v) / len(v) for k, v in sorted(sums.items())}, rows
+
+    def _score_kind(self, kind: str, pairs: list[tuple[str, Request]]) -> list[dict[str, Any]]:
         outs = [o for o, _ in pairs]
-        if "answer" in meta:
-            m, rows = gsm8k.score(outs, [f"#### {req.meta['answer']}" for _, req in pairs])
-            return {"exact_match": m["flexible_extract"], "strict_match": m["strict_match"]}, rows
-        if "test" in meta:
+        if kind == "answer":
+            _, rows = gsm8k.score(outs, [f"#### {req.meta['answer']}" for _, req in pairs])
+            return [
+                {**r, "exact_match": r["flexible_extract"], "strict_match": r["strict_match"]}
+                for r in rows
+            ]
+        if kind == "test":
             programs = [_code(o) + "\n" + req.meta["test"] for o, req in pairs]
             results = humaneval.run_checked(
                 programs, self.ecfg.timeout_s, allow_unsandboxed=self.ecfg.allow_unsandboxed
             )
-            passed = [status == "passed" for status, _ in results]
-            rows = [
-                {"output": o, "passed": p, "result": st}
-                for o, p, (st, _) in zip(outs, passed, results, strict=True)
+            return [
+                {"output": o, "pass_at_1": float(st == "passed"), "result": st}
+                for o, (st, _) in zip(outs, results, strict=True)
             ]
-            return {"pass_at_1": sum(passed) / len(passed)}, rows
         refs = [req.meta.get("reference", req.meta["reference_text"]) for _, req in pairs]
-        em = [exact_match(o, r) for o, r in zip(outs, refs, strict=True)]
-        rl = [rouge_l(o, r) for o, r in zip(outs, refs, strict=True)]
-        rows = [
-            {"output": o, "reference": r, "exact_match": e, "rouge_l": x}
-            for o, r, e, x in zip(outs, refs, em, rl, strict=True)
+        return [
+            {
+                "output": o,
+                "reference": r,
+                "exact_match": exact_match(o, r),
+                "rouge_l": rouge_l(o, r),
+            }
+            for o, r in zip(outs, refs, strict=True)
         ]
-        return {"exact_match": sum(em) / len(em), "rouge_l": sum(rl) / len(rl)}, rows
+
+
+_ROW_METRICS = {
+    "answer": ("exact_match", "strict_match"),
+    "test": ("pass_at_1",),
+    "reference": ("exact_match", "rouge_l"),
+}
+
+
+def row_scorer(meta: dict[str, Any]) -> str:
+    """How a held-out row is scored, from what it carries: ``answer`` (a final number: GSM8K
+    strict and flexible exact match), ``test`` (unit tests: pass@1 in the sandbox) or
+    ``reference`` (its reference answer: exact match and ROUGE-L)."""
+    if "answer" in meta:
+        return "answer"
+    if "test" in meta:
+        return "test"
+    return "reference"
 
 
 @register("heldout")

@@ -1,8 +1,15 @@
-"""Text metrics for reference answers: normalised exact match and ROUGE-L F1."""
+"""Text metrics for reference answers: normalised exact match and ROUGE-L F1.
+
+ROUGE-L is the ``rouge-score`` package's own (Lin 2004, as in Google Research's reference
+implementation): its tokenizer lower-cases, replaces every non-alphanumeric character by a space
+and splits on whitespace; no stemming (its default, and that of Hugging Face ``evaluate``).
+"""
 
 from __future__ import annotations
 
+import functools
 import re
+from typing import Any
 
 _WS = re.compile(r"\s+")
 
@@ -17,20 +24,13 @@ def exact_match(output: str, reference: str) -> float:
     return float(normalise(output) == normalise(reference))
 
 
+@functools.cache
+def _scorer() -> Any:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+
 def rouge_l(output: str, reference: str) -> float:
-    """ROUGE-L F1 over whitespace tokens (longest common subsequence), as rouge-score computes
-    it without stemming."""
-    a, b = normalise(output).split(), normalise(reference).split()
-    if not a or not b:
-        return 0.0
-    prev = [0] * (len(b) + 1)
-    for x in a:
-        cur = [0]
-        for j, y in enumerate(b):
-            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
-        prev = cur
-    lcs = prev[-1]
-    if lcs == 0:
-        return 0.0
-    p, r = lcs / len(a), lcs / len(b)
-    return 2 * p * r / (p + r)
+    """ROUGE-L F1 of ``output`` against ``reference``, exactly as ``rouge-score`` computes it."""
+    return float(_scorer().score(reference, output)["rougeL"].fmeasure)
