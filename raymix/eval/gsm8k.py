@@ -10,7 +10,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+
+from raymix.config.schema import EvalConfig, EvalTaskConfig
+from raymix.data.files import hub_rows, read_jsonl
+from raymix.data.records import Message, Record
+from raymix.errors import DataError
+from raymix.eval.protocol import Request, Task, TaskKind
+
+HUB_GSM8K = "openai/gsm8k"
 
 STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
 FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
@@ -72,3 +83,54 @@ def score(
         "flexible_extract": sum(r["flexible_extract"] for r in rows) / n,
     }
     return metrics, rows
+
+
+def load_gsm8k_references(path: str | None, split: str = "test") -> list[dict[str, Any]]:
+    """GSM8K rows (question, answer) from a local file, or the hub's ``split``."""
+    rows = read_jsonl(path) if path else hub_rows(HUB_GSM8K, "main", split, "--references")
+    for i, r in enumerate(rows):
+        if "answer" not in r or "question" not in r:
+            raise DataError(f"{path}:{i + 1}: expected GSM8K fields question and answer")
+    return rows
+
+
+@dataclass
+class GSM8KTask:
+    """GSM8K test questions with the trial's template, zero-shot or with ``shots`` solved
+    examples as earlier turns of the chat; lm-eval-harness extraction and normalisation."""
+
+    rows: list[dict[str, Any]]
+    shots: list[dict[str, Any]] = field(default_factory=list)
+    name: str = "gsm8k"
+    kind: TaskKind = "generate"
+
+    def requests(self) -> list[Request]:
+        context: list[Message] = []
+        for s in self.shots:
+            context += [Message(role="user", content=s["question"]),
+                        Message(role="assistant", content=s["answer"])]  # fmt: skip
+        return [
+            Request(
+                context + [Message(role="user", content=r["question"])], {"answer": r["answer"]}
+            )
+            for r in self.rows
+        ]
+
+    def score(
+        self, outputs: Sequence[str], requests: Sequence[Request]
+    ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        m, rows = score(outputs, [r.meta["answer"] for r in requests])
+        return {
+            "gsm8k/exact_match": m["flexible_extract"],
+            "gsm8k/strict_match": m["strict_match"],
+        }, rows
+
+
+def make_task(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
+    shots: list[dict[str, Any]] = []
+    if t.shots:
+        # like lm-eval: exemplars drawn from the train split with a fixed seed
+        pool = load_gsm8k_references(t.fewshot_path, split="train")
+        pick = np.random.default_rng(1234).choice(len(pool), size=t.shots, replace=False)
+        shots = [pool[int(i)] for i in pick]
+    return GSM8KTask(load_gsm8k_references(t.path)[: t.limit], shots)

@@ -3,18 +3,23 @@ in the sandbox, scored with the unbiased pass@k estimator (Chen et al., 2021).""
 
 from __future__ import annotations
 
-import gzip
-import json
+import re
 import secrets
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from raymix.config.schema import EvalConfig, EvalTaskConfig
+from raymix.data.files import hub_rows, read_jsonl
+from raymix.data.records import Message, Record
 from raymix.errors import DataError
 from raymix.eval import sandbox
+from raymix.eval.protocol import Request, Task, TaskKind
+
+HUB_HUMANEVAL = "openai/openai_humaneval"
 
 DEFAULT_TIMEOUT_S = 3.0  # human-eval's per-sample timeout
 
@@ -52,24 +57,6 @@ def run_checked(
     return out
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a .jsonl or .jsonl.gz file (DataError names the file and line)."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read: {e.strerror}") from None
-    text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode("utf-8", "replace")
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: malformed JSON: {e.msg}") from None
-    return rows
-
-
 def score(
     problems: dict[str, dict[str, Any]],
     samples: Sequence[dict[str, Any]],
@@ -101,3 +88,73 @@ def score(
         for k in range(1, n_min + 1)
     }
     return metrics, rows
+
+
+def load_humaneval_problems(path: str | None) -> dict[str, dict[str, Any]]:
+    """Problems by task_id from a local file, or the hub's HumanEval."""
+    rows = read_jsonl(path) if path else hub_rows(HUB_HUMANEVAL, None, "test", "--problems")
+    need = ("task_id", "prompt", "test", "entry_point")
+    for i, r in enumerate(rows):
+        missing = [k for k in need if k not in r]
+        if missing:
+            raise DataError(
+                f"{path} row {i}: missing field(s) {', '.join(missing)} of the HumanEval format"
+            )
+    return {r["task_id"]: r for r in rows}
+
+
+_FENCE = re.compile(r"```(?:python|py)?\n(.*?)(?:```|$)", re.DOTALL)
+
+
+def extract_code(text: str) -> str:
+    """The first fenced code block of an answer, or the answer itself."""
+    m = _FENCE.search(text)
+    return m.group(1) if m else text
+
+
+@dataclass
+class HumanEvalTask:
+    """HumanEval problems as chat requests; the code in the answer completes the function."""
+
+    problems: dict[str, dict[str, Any]]
+    samples: int
+    ecfg: EvalConfig
+    name: str = "humaneval"
+    kind: TaskKind = "generate"
+
+    def requests(self) -> list[Request]:
+        return [
+            Request(
+                [
+                    Message(
+                        role="user",
+                        content=f"Complete the following Python function:\n```python\n{p['prompt']}```",
+                    )
+                ],
+                {"task_id": tid},
+            )
+            for tid, p in self.problems.items()
+            for _ in range(self.samples)
+        ]
+
+    def score(
+        self, outputs: Sequence[str], requests: Sequence[Request]
+    ) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        samples = [
+            {"task_id": r.meta["task_id"], "completion": "\n" + extract_code(o)}
+            for o, r in zip(outputs, requests, strict=True)
+        ]
+        m, rows = score(
+            self.problems,
+            samples,
+            timeout_s=self.ecfg.timeout_s,
+            allow_unsandboxed=self.ecfg.allow_unsandboxed,
+        )
+        # MLflow metric names may not contain "@": pass@k is logged as pass_at_k
+        return {f"humaneval/{k.replace('@', '_at_')}": v for k, v in m.items()}, rows
+
+
+def make_task(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
+    problems = load_humaneval_problems(t.path)
+    keep = list(problems)[: t.limit]
+    return HumanEvalTask({k: problems[k] for k in keep}, t.samples, e)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from raymix.data.files import read_jsonl
 from raymix.eval import gsm8k, humaneval, sandbox
 from tests.conftest import ROOT
 
@@ -53,8 +54,7 @@ def test_pass_at_k_is_the_unbiased_estimator() -> None:
 @pytest.mark.shared_data
 def test_every_canonical_humaneval_solution_passes_and_broken_ones_fail(shared_data: Path) -> None:
     problems = {
-        p["task_id"]: p
-        for p in humaneval.read_jsonl(shared_data / "humaneval" / "HumanEval.jsonl.gz")
+        p["task_id"]: p for p in read_jsonl(shared_data / "humaneval" / "HumanEval.jsonl.gz")
     }
     assert len(problems) == 164
     good = [{"task_id": t, "completion": p["canonical_solution"]} for t, p in problems.items()]
@@ -145,7 +145,7 @@ def test_cli_scores_gsm8k_predictions(tmp_path: Path) -> None:
 @pytest.mark.shared_data
 def test_gsm8k_task_few_shot_requests(shared_data: Path) -> None:
     from raymix.config.schema import EvalConfig, EvalTaskConfig
-    from raymix.eval.tasks import task_factory
+    from raymix.eval.registry import task_factory
 
     t = EvalTaskConfig(
         name="gsm8k",

@@ -10,7 +10,8 @@ from rouge_score import rouge_scorer
 
 from raymix.config.schema import EvalConfig
 from raymix.data.records import Message
-from raymix.eval.tasks import HeldoutTask, Request, row_scorer
+from raymix.eval.heldout import HeldoutTask, row_scorer
+from raymix.eval.protocol import Request
 from raymix.eval.text import rouge_l
 
 WORDS = ["the", "The", "cat", "cat,", "sat.", "on", "mat", "MAT!", "a", "42", "x-y", "é", "don't"]
