@@ -1,6 +1,12 @@
 """Find, once per sweep, the training rows that overlap each configured evaluation set (13-gram
 overlap, ``raymix.data.contamination``), and warn where a source overlaps more than the
-threshold. Trials get the result: their plans count (or drop) those rows."""
+threshold. Trials get the result: their plans count (or drop) those rows.
+
+Each eval set is compared whole: a task's ``limit`` only bounds what is scored, not what is
+checked, so a training row that copies the 500th GSM8K question is found although the trial
+scores the first 64. The harness benchmarks (ARC, PIQA, WinoGrande, HellaSwag, MMLU) are
+compared through their questions and choices.
+"""
 
 from __future__ import annotations
 
@@ -26,28 +32,44 @@ def find_contamination(
         return None
     records = {s.name: load_records(s, cfg.seed).records for s in cfg.sources}
     heldout = {n: [records[n][i] for i in sources[n].heldout_ids] for n in records}
+    whole = cfg.model_copy(
+        update={
+            "eval": cfg.eval.model_copy(
+                update={"tasks": [t.model_copy(update={"limit": None}) for t in cfg.eval.tasks]}
+            )
+        }
+    )
     out: dict[str, dict[str, list[int]]] = {}
-    for task in build_tasks(cfg, heldout):
-        grams = eval_ngrams(_texts(task), c.ngram)
+    for task in build_tasks(whole, heldout):
+        texts = eval_texts(task)
+        grams = eval_ngrams(texts, c.ngram)
         out[task.name] = {n: contaminated_rows(rows, grams, c.ngram) for n, rows in records.items()}
         for n, bad in out[task.name].items():
             pool = set(sources[n].train_ids)
-            share = len(pool.intersection(bad)) / max(1, len(pool))
+            found = len(pool.intersection(bad))
+            share = found / max(1, len(pool))
             if share > c.threshold:
                 log.warning(
-                    "contamination: %.1f%% of the training rows of source %r share a %d-gram with "
-                    "eval task %r%s",
+                    "contamination: %d of the %d training rows (%.1f%%) of source %r share a "
+                    "%d-gram with eval task %r (%d eval texts)%s",
+                    found,
+                    len(pool),
                     100 * share,
                     n,
                     c.ngram,
                     task.name,
+                    len(texts),
                     "" if c.drop else " (set eval.contamination.drop: true to drop them)",
                 )
     return out
 
 
-def _texts(task: Any) -> list[str]:
-    """Every text of an eval set: the prompts and any reference answers."""
+def eval_texts(task: Any) -> list[str]:
+    """Every text of an eval set: the task's own ``texts()`` where it has one (the harness
+    benchmarks, which make no generation requests), else its prompts and reference answers."""
+    own = getattr(task, "texts", None)
+    if callable(own):
+        return list(own())
     texts = []
     for r in task.requests():
         texts += [m["content"] for m in r.messages]
