@@ -46,12 +46,15 @@ class _Benchmark:
         load: Reads the rows (each with ``row``: its line in the file) from the data folder.
         config: lm-eval ``TaskConfig`` fields besides the task name and the data.
         gold: The row field holding the index of the right choice.
+        per: The row field naming the sub-task (MMLU's subject) that ``limit`` applies to, as
+            lm-eval applies it to each task of a group; None for a single-task benchmark.
     """
 
     files: tuple[str, ...]
     load: Callable[[Path], list[dict[str, Any]]]
     config: dict[str, Any]
     gold: str = "gold"
+    per: str | None = None
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -92,13 +95,29 @@ def _load_hellaswag(root: Path) -> list[dict[str, Any]]:
 
 
 def _load_mmlu(root: Path) -> list[dict[str, Any]]:
-    """MMLU test rows taken round-robin over subjects, so that the first ``limit`` rows cover
-    every subject alike; the order does not change the accuracy over all rows."""
+    """MMLU test rows grouped by subject, subjects in the order they first appear."""
     by_subject: dict[str, list[dict[str, Any]]] = {}
     for r in _read_jsonl(root / "mmlu/mmlu_test.jsonl"):
         by_subject.setdefault(r["subject"], []).append(r)
-    longest = max((len(v) for v in by_subject.values()), default=0)
-    return [rows[i] for i in range(longest) for rows in by_subject.values() if i < len(rows)]
+    return [r for rows in by_subject.values() for r in rows]
+
+
+def _first(
+    rows: list[dict[str, Any]], limit: int | None, group: str | None
+) -> list[dict[str, Any]]:
+    """The first ``limit`` rows, or of each ``group`` (lm-eval's ``limit`` is per task, and a
+    group benchmark such as MMLU is one task per subject)."""
+    if limit is None:
+        return rows
+    if group is None:
+        return rows[:limit]
+    seen: dict[Any, int] = {}
+    out = []
+    for r in rows:
+        seen[r[group]] = seen.get(r[group], 0) + 1
+        if seen[r[group]] <= limit:
+            out.append(r)
+    return out
 
 
 def _hellaswag_preprocess(text: str) -> str:
@@ -205,8 +224,20 @@ _SPECS: dict[str, _Benchmark] = {
             "metric_list": [_ACC],
         },
         gold="answer",
+        per="subject",
     ),
 }
+
+
+def _texts(row: dict[str, Any]) -> list[str]:
+    """A row's text fields (each string, and each string of a list: the choices)."""
+    out: list[str] = []
+    for value in row.values():
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, list):
+            out += [v for v in value if isinstance(v, str)]
+    return out
 
 
 def _check(benchmarks: Sequence[str], data_dir: str | Path | None) -> tuple[list[str], Path]:
@@ -228,13 +259,14 @@ def _check(benchmarks: Sequence[str], data_dir: str | Path | None) -> tuple[list
 
 
 def _task_config(name: str, root: Path, limit: int | None) -> dict[str, Any]:
-    """The lm-eval task config of benchmark ``name``: its first ``limit`` rows from ``root``."""
+    """The lm-eval task config of benchmark ``name``: its first ``limit`` rows from ``root``
+    (MMLU: of each subject)."""
     spec = _SPECS[name]
 
     def dataset(**_: Any) -> Any:
         import datasets
 
-        rows = spec.load(root)[:limit]
+        rows = _first(spec.load(root), limit, spec.per)
         if not rows:
             raise DataError(f"{root}: no rows for {name} in {', '.join(spec.files)}")
         return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
@@ -323,8 +355,9 @@ def run_harness(
         tokenizer: Its tokenizer.
         benchmarks: Names from ``BENCHMARKS``; empty for all of them.
         data_dir: The folder holding arc/, piqa/, winogrande/, hellaswag/ and mmlu/.
-        limit: The first this many rows of each benchmark (MMLU: taken round-robin over
-            subjects); None for all.
+        limit: The first this many rows of each benchmark, as lm-eval's ``limit`` (which applies
+            to each task, and MMLU is a group of one task per subject: the first this many rows
+            of each subject); None for all.
         batch_size: Requests per forward pass.
 
     Returns:
@@ -347,7 +380,7 @@ def run_harness(
             out = evaluate(
                 lm,
                 {"tasks": {t.task_name: t for t in tasks.values()}, "groups": {}, "group_map": {}},
-                limit=limit,
+                limit=None,  # the datasets hold the first `limit` rows (MMLU: per subject)
                 bootstrap_iters=0,
                 log_samples=True,
             )
@@ -389,6 +422,13 @@ class HarnessTask:
 
     def requests(self) -> list[Request]:
         return []
+
+    def texts(self) -> list[str]:
+        """Every text of every configured benchmark, whatever ``limit`` is (for the
+        contamination check): questions, contexts and each choice."""
+        return [
+            t for b in self.benchmarks for r in _SPECS[b].load(self.data_dir) for t in _texts(r)
+        ]
 
     def run_on_model(
         self, model: Any, tokenizer: Any
