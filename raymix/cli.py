@@ -25,9 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def with_file(name: str, help_: str) -> argparse.ArgumentParser:
+    def with_file(name: str, help_: str, optional: bool = False) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
-        sp.add_argument("file", help="experiment YAML")
+        sp.add_argument("file", help="experiment YAML", nargs="?" if optional else None)
         sp.add_argument(
             "--set",
             dest="overrides",
@@ -38,7 +38,20 @@ def _parser() -> argparse.ArgumentParser:
         )
         return sp
 
-    with_file("validate", "check an experiment file and print its resolved config")
+    val = with_file("validate", "check an experiment file and print its resolved config", True)
+    val.add_argument(
+        "--schema-only",
+        action="store_true",
+        help="check the file against the schema only (do not read the sources and eval sets)",
+    )
+    val.add_argument(
+        "--help-keys",
+        nargs="?",
+        const="",
+        metavar="PREFIX",
+        help="print every key of the experiment file (or those under PREFIX, e.g. train) with "
+        "its type, default, allowed values and meaning",
+    )
     sw = with_file("sweep", "run an experiment as a Ray Tune sweep tracked in MLflow")
     sw.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else local)")
     data = sub.add_parser("data", help="data tools").add_subparsers(
@@ -110,8 +123,16 @@ def _run(args: argparse.Namespace) -> int:
         from raymix.eval.cli import run_eval
 
         return run_eval(args)
+    if args.command == "validate" and args.help_keys is not None:
+        return _help_keys(args.help_keys)
+    if args.file is None:
+        _parser().error(f"{args.command}: the experiment file is required")
     cfg = load(args.file, args.overrides)
     if args.command == "validate":
+        if not args.schema_only:
+            from raymix.sweep.preflight import check_experiment
+
+            check_experiment(cfg)
         print(dump(cfg), end="")
         print(f"# {args.file}: valid", file=sys.stderr)
         return 0
@@ -120,6 +141,20 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "sweep":
         return _sweep(cfg, args.address)
     raise AssertionError(args.command)
+
+
+def _help_keys(prefix: str) -> int:
+    from raymix.config import ExperimentConfig
+    from raymix.config.keys import known_prefix, render_keys
+    from raymix.errors import ConfigError
+
+    if not known_prefix(prefix):
+        raise ConfigError(
+            f"--help-keys {prefix}: no such key; top-level keys: "
+            + ", ".join(ExperimentConfig.model_fields)
+        )
+    print(render_keys(prefix), end="")
+    return 0
 
 
 def _data_mix(cfg, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ ConfigError whose message names the file, the dotted key and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -83,7 +84,7 @@ def validate(raw: Mapping[str, Any], origin: str) -> ExperimentConfig:
 
 def apply_overrides(raw: dict[str, Any], overrides: Iterable[str], origin: str) -> dict[str, Any]:
     """Return a copy of ``raw`` with each ``dotted.key=value`` set (lists indexed by number)."""
-    out = _deepcopy(raw)
+    out = copy.deepcopy(dict(raw))
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -135,14 +136,6 @@ def _index(node: list[Any], part: str, where: str) -> int:
     return i
 
 
-def _deepcopy(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _deepcopy(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_deepcopy(v) for v in x]
-    return x
-
-
 def format_validation_error(err: ValidationError, origin: str) -> str:
     """One readable message: each problem on its own line as ``file: key: what is allowed``."""
     lines = []
@@ -158,7 +151,12 @@ def format_validation_error(err: ValidationError, origin: str) -> str:
             msg = f"{msg} (got {e['input']!r})"
         lines.append(f"{origin}: {msg}" if key == "(top level)" else f"{origin}: {key}: {msg}")
     # Unions report one error per alternative; keep each distinct line once.
-    return "\n".join(dict.fromkeys(lines))
+    top = sorted({_dotted(e["loc"]).split(".")[0] for e in err.errors()} - {"(top level)"})
+    hints = [
+        f"(each key's type, default and allowed values: raymix validate --help-keys {t})"
+        for t in top[:1]
+    ]
+    return "\n".join([*dict.fromkeys(lines), *hints])
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:

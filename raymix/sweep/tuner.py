@@ -18,6 +18,7 @@ from raymix.data.mixture import build_plan
 from raymix.data.pipeline import prepare_data
 from raymix.sweep.contamination import find_contamination
 from raymix.sweep.driver import run_trial
+from raymix.sweep.preflight import check_experiment
 from raymix.sweep.space import param_space
 from raymix.tracking import MlflowTracker, resolve_uri
 
@@ -44,6 +45,7 @@ def run_sweep(cfg: ExperimentConfig, address: str | None = None) -> SweepOutcome
 
     from raymix.sweep.callbacks import CloseTrialRuns
 
+    check_experiment(cfg)  # sources read, eval sets and judges configured
     tokenizer, _, sources = prepare_data(cfg)  # tokenize every source once, into the cache
     contamination = find_contamination(cfg, sources)
     for mixture in cfg.mixture.grid:  # fail fast on a bad mixture, before Ray starts
