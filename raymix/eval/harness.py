@@ -22,6 +22,7 @@ from typing import Any
 from raymix.config.schema import EvalConfig, EvalTaskConfig
 from raymix.data.records import Record
 from raymix.errors import ConfigError, DataError
+from raymix.eval.protocol import TaskKind
 from raymix.eval.tasks import Request, Task, register
 
 __all__ = ["BENCHMARKS", "HarnessTask", "run_harness"]
@@ -416,6 +417,7 @@ class HarnessTask:
     limit: int | None
     batch_size: int = 8
     name: str = "harness"
+    kind: TaskKind = "loglikelihood"
     _last: tuple[dict[str, float], list[dict[str, Any]]] = field(
         default_factory=lambda: ({}, []), init=False, repr=False
     )
