@@ -1,4 +1,4 @@
-"""Training strategies compile a mixture's rows into stages (DESIGN.md §3): multitask = one stage
+"""Training strategies compile a mixture's rows into stages: multitask = one stage
 of everything; sequential = one stage per group in the given order; mixed_sequential =
 specialised sources, then general; dmt(k) = specialised, then general + a seeded k fraction of
 each specialised source's rows (Dong et al.'s dual-stage mixed fine-tuning)."""

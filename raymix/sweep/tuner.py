@@ -23,7 +23,7 @@ from raymix.sweep.space import param_space
 from raymix.tracking import MlflowTracker, resolve_uri
 
 DRIVER_CPU = 0.01  # the trial driver only waits on its TorchTrainer; its workers hold the CPUs
-TRAIN_POLL_S = "0.5"  # Ray Train's report poll; the 2 s default throttles reporting (RAY260.md)
+TRAIN_POLL_S = "0.5"  # Ray Train's report poll; the 2 s default throttles reporting
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Tracking: MLflow parent/child runs (DESIGN.md §5). A leaf: imports config/ only."""
+"""Tracking: MLflow parent/child runs (the layout is in the README, "What lands in MLflow"). A leaf: imports config/ only."""
 
 from raymix.tracking.mlflow_tracker import MetricLogger, MlflowTracker, resolve_uri
 

@@ -1,4 +1,4 @@
-"""MLflow, laid out as DESIGN.md §5 says: one parent run per sweep, one child run per trial.
+"""MLflow, laid out as the README's "What lands in MLflow" says: one parent run per sweep, one child run per trial.
 
 Only ``MlflowClient`` is used, never the fluent ``mlflow.set_experiment`` (it exports
 MLFLOW_EXPERIMENT_ID to every Ray worker). Workers log metrics from rank 0 asynchronously.
