@@ -97,6 +97,18 @@ def test_an_emptied_template_of_a_surviving_sub_task_is_named(tmp_path: Path) ->
     assert out.lost_subtasks == {"imdb/gone": {"dropped_empty": 1}}
 
 
+def test_an_emptied_flan_task_is_named(tmp_path: Path) -> None:
+    # the FLAN collection's export: inputs/targets with _task_name and _template_idx
+    rows = [
+        {"inputs": f"q{i}", "targets": "" if i % 3 == 0 else f"a{i}", "_template_idx": i % 3,
+         "_task_name": "cosmos_qa" if i % 3 == 0 else "anli_r1", "_task_source": "Flan2021"}
+        for i in range(60)
+    ]  # fmt: skip
+    out = load_records(_source(_jsonl(tmp_path / "flan.jsonl", rows)))
+    assert out.lost_subtasks == {"cosmos_qa": {"dropped_empty": 20}}
+    assert out.records[0]["meta"]["_task_name"] == "anli_r1"
+
+
 def test_the_sub_task_warning_is_printed_on_every_prepare(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     cfg = _cfg(tmp_path, _p3_rows())
     for _ in range(2):  # the second time the token cache is only opened
