@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from raymix.errors import RaymixError
@@ -76,50 +77,7 @@ class Result:
         return self.status == "passed"
 
 
-_BOOT = r"""
-import ctypes, json, os, resource, signal, sys
-cfg = json.loads(sys.argv[1])
-program = sys.stdin.read()
-libc = ctypes.CDLL(None, use_errno=True)
-MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
-def mount(src, target, fstype, flags, data=None):
-    if libc.mount(src.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                  data.encode() if data else None) != 0:
-        raise OSError(ctypes.get_errno(), "mount " + target)
-mount("none", "/", None, MS_REC | MS_PRIVATE)
-targets = []
-with open("/proc/self/mountinfo") as f:
-    for line in f:
-        t = line.split()[4].encode().decode("unicode_escape")
-        if t != "/proc" and not t.startswith("/proc/"):
-            targets.append(t)
-for t in sorted(set(targets), key=len):
-    try:
-        mount("none", t, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-    except OSError:
-        pass  # a mount we may not touch stays as it is; the private tmpfs below still hide data
-size = "size=%d,mode=1777" % cfg["tmpfs"]
-for t in ("/tmp", "/var/tmp", "/dev/shm", "/run", "/root", "/home"):
-    if os.path.isdir(t):
-        mount("tmpfs", t, "tmpfs", 0, size)
-work = "/tmp/work"
-os.mkdir(work)
-with open(work + "/sample.py", "w") as f:
-    f.write(program)
-if cfg["drop"]:
-    os.chown(work, cfg["uid"], cfg["uid"])
-    os.chown(work + "/sample.py", cfg["uid"], cfg["uid"])
-os.chdir(work)
-for name, value in cfg["limits"].items():
-    resource.setrlimit(getattr(resource, name), (value, value))
-if cfg["drop"]:
-    os.setgroups([])
-    os.setgid(cfg["uid"])
-    os.setuid(cfg["uid"])
-libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG, cleared by the uid change above
-env = {"PATH": "/usr/bin:/bin", "HOME": work, "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8"}
-os.execve(cfg["python"], [cfg["python"], "-I", "sample.py"], env)
-"""
+_BOOT = str(Path(__file__).with_name("sandbox_boot.py"))  # run as a script, by path
 
 
 def run(program: str, limits: Limits = Limits(), *, allow_unsandboxed: bool = False) -> Result:
@@ -140,7 +98,7 @@ def run(program: str, limits: Limits = Limits(), *, allow_unsandboxed: bool = Fa
         "tmpfs": limits.tmpfs_bytes,
         "limits": _rlimits(limits),
     }
-    cmd = _unshare(mode) + [sys.executable, "-I", "-S", "-c", _BOOT, json.dumps(cfg)]
+    cmd = _unshare(mode) + [sys.executable, "-I", "-S", _BOOT, json.dumps(cfg)]
     return _execute(cmd, program, limits.timeout_s)
 
 
