@@ -6,6 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from raymix.config.schema import ExperimentConfig
+from raymix.data.batches import shard_with_padding
+from raymix.data.templates import prompt
+
 # Where a generated answer ends, per template (besides the tokenizer's EOS).
 STOP: dict[str, tuple[str, ...]] = {
     "alpaca": ("### Instruction",),
@@ -71,6 +75,52 @@ def generate(
         tokenizer.padding_side = side
         model.train(was_training)
     return out
+
+
+def answer_sharded(
+    model: Any,
+    tokenizer: Any,
+    requests: Sequence[Any],
+    cfg: ExperimentConfig,
+    rank: int = 0,
+    world: int = 1,
+    synced: bool = False,
+) -> list[str]:
+    """Answers to eval ``requests`` (each with ``.messages``) with the eval settings of ``cfg``.
+
+    Each rank generates its shard of the prompts (padded with repeats so every rank runs the same
+    number of batches, which ``synced`` generation under ZeRO-3 needs); with ``world`` > 1 the
+    answers are all-gathered, so every rank returns every answer in request order (follow-up
+    rounds are then built identically on all ranks). Rank ``r`` samples with seed
+    ``cfg.seed * 1000 + r``; with ``world`` 1 this is what a single process computes.
+    """
+    import torch.distributed as dist
+
+    e = cfg.eval
+    prompts = [prompt(cfg.template, r.messages, tokenizer) for r in requests]
+    mine = shard_with_padding(len(prompts), rank, world)
+    texts = generate(
+        model,
+        tokenizer,
+        [prompts[i] for i, _ in mine],
+        max_new_tokens=e.max_new_tokens,
+        batch_size=e.batch_size,
+        stop=STOP.get(cfg.template, ()),
+        synced=synced,
+        temperature=e.temperature,
+        top_p=e.top_p,
+        seed=cfg.seed * 1000 + rank,
+    )
+    part = [(i, t) for (i, real), t in zip(mine, texts, strict=True) if real]
+    gathered: list[Any] = [part]
+    if world > 1:
+        gathered = [None] * world
+        dist.all_gather_object(gathered, part)
+    outputs = [""] * len(prompts)
+    for chunk in gathered:
+        for i, t in chunk:
+            outputs[i] = t
+    return outputs
 
 
 def _cut(text: str, stop: Sequence[str]) -> str:

@@ -1,5 +1,7 @@
 """``raymix eval TASK --run RUN_ID``: evaluate an existing trial's final checkpoint (the Hugging
-Face export in its MLflow artifacts) and log the scores to that same run."""
+Face export in its MLflow artifacts) and log the scores to that same run. ``heldout`` also
+recomputes each source's held-out loss (``eval/loss/<source>``, ``eval/loss/mean``) with the
+function the trial's workers use."""
 
 from __future__ import annotations
 
@@ -13,10 +15,11 @@ import yaml
 
 from raymix.config.loader import validate
 from raymix.config.schema import EvalTaskConfig, ExperimentConfig
+from raymix.data.batches import encode
 from raymix.data.sources import heldout_records
-from raymix.data.templates import prompt
 from raymix.errors import ConfigError
-from raymix.eval.generate import STOP, generate
+from raymix.eval.generate import answer_sharded
+from raymix.eval.loss import heldout_loss
 from raymix.eval.tasks import Task, answer_all, task_factory
 from raymix.tracking import MetricLogger, MlflowTracker, resolve_uri
 
@@ -58,23 +61,21 @@ def evaluate_run(task_name: str, run_id: str, args: argparse.Namespace) -> dict[
             task_cfg = task_cfg.model_copy(update={"path": path})
         if getattr(args, "limit", None):
             task_cfg = task_cfg.model_copy(update={"limit": args.limit})
-        task = factory(
-            task_cfg, cfg.eval, heldout_records(cfg.sources, manifest["heldout"], cfg.seed)
-        )
+        heldout = heldout_records(cfg.sources, manifest["heldout"], cfg.seed)
+        task = factory(task_cfg, cfg.eval, heldout)
         metrics, rows = run_task(task, cfg, ckpt)
+        losses = heldout_losses(cfg, heldout, ckpt) if task_name == "heldout" else {}
     step = max((m.step for m in client.get_metric_history(run_id, "train/loss")), default=0)
     logger = MetricLogger(uri, run_id)
-    logged = {f"eval/{k}": v for k, v in metrics.items()}
+    logged = {**losses, **{f"eval/{k}": v for k, v in metrics.items()}}
     logger.log(logged, step)
     logger.log_rows(rows, f"eval/{task.name}.jsonl")
     logger.close()
     return logged
 
 
-def run_task(
-    task: Task, cfg: ExperimentConfig, checkpoint: str
-) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Generate answers to every request of ``task`` with the model in ``checkpoint``; score."""
+def _load(checkpoint: str) -> tuple[Any, Any]:
+    """The tokenizer and model of a Hugging Face export (on the GPU when there is one)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -82,21 +83,38 @@ def run_task(
     model = AutoModelForCausalLM.from_pretrained(checkpoint)
     if torch.cuda.is_available():
         model = model.cuda()  # type: ignore[call-arg]
+    return tokenizer, model
+
+
+def heldout_losses(
+    cfg: ExperimentConfig, heldout: dict[str, list[Any]], checkpoint: str
+) -> dict[str, float]:
+    """Each source's token-level held-out loss of the model in ``checkpoint``: the run's held-out
+    records tokenized with the checkpoint's tokenizer, ``cfg``'s template and max length, as the
+    trial's workers evaluated them."""
+    tokenizer, model = _load(checkpoint)
+    t = cfg.train
+    examples = {
+        name: encode(records, tokenizer, cfg.template, t.max_length)
+        for name, records in heldout.items()
+    }
+    device = next(model.parameters()).device
+    return heldout_loss(
+        model,
+        examples,
+        pad_id=tokenizer.pad_token_id,
+        batch_size=t.eval_batch_size,
+        device=device,
+    )
+
+
+def run_task(
+    task: Task, cfg: ExperimentConfig, checkpoint: str
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Generate answers to every request of ``task`` with the model in ``checkpoint``; score."""
+    tokenizer, model = _load(checkpoint)
     if hasattr(task, "run_on_model"):  # log-likelihood tasks (the harness)
         result: tuple[dict[str, float], list[dict[str, Any]]] = task.run_on_model(model, tokenizer)
         return result
-    outputs, requests = answer_all(
-        task,
-        lambda reqs: generate(
-            model,
-            tokenizer,
-            [prompt(cfg.template, r.messages, tokenizer) for r in reqs],
-            max_new_tokens=cfg.eval.max_new_tokens,
-            batch_size=cfg.eval.batch_size,
-            stop=STOP.get(cfg.template, ()),
-            temperature=cfg.eval.temperature,
-            top_p=cfg.eval.top_p,
-            seed=cfg.seed * 1000,
-        ),
-    )
+    outputs, requests = answer_all(task, lambda reqs: answer_sharded(model, tokenizer, reqs, cfg))
     return task.score(outputs, requests)

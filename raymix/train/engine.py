@@ -74,15 +74,23 @@ def staged_lr_factor(step: int, stages: list[tuple[int, int]], scheduler: str) -
     return lr_factor(stages[-1][0], stages[-1][1], stages[-1][0], scheduler) if stages else 1.0
 
 
-def build_engine(cfg: ExperimentConfig, model: Any, stage_steps: list[int], dtype: str) -> Any:
-    """``deepspeed.initialize`` with AdamW and one warmup + decay schedule per stage."""
+def build_engine(
+    cfg: ExperimentConfig,
+    model: Any,
+    stage_steps: list[int],
+    dtype: str,
+    optimizer: Any = None,
+) -> Any:
+    """``deepspeed.initialize`` with AdamW (or ``optimizer``, a torch optimizer over ``model``'s
+    parameters) and one warmup + decay schedule per stage."""
     import deepspeed
     import torch
 
     conf = deepspeed_config(cfg, dtype)
     t = cfg.train
-    optimizer = None
-    if "optimizer" not in conf:
+    if optimizer is not None:
+        conf.pop("optimizer", None)
+    elif "optimizer" not in conf:
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay
         )
@@ -104,7 +112,7 @@ def build_engine(cfg: ExperimentConfig, model: Any, stage_steps: list[int], dtyp
 
 
 def reset_optimizer_state(engine: Any) -> None:
-    """Forget Adam's moments (a new stage starts a fresh optimizer, DESIGN.md §3). ZeRO wraps the
+    """Forget Adam's moments (a new stage starts a fresh optimizer). ZeRO wraps the
     torch optimizer; its ``state`` is what holds the moments, recreated lazily on the next step."""
     opt = engine.optimizer
     inner = getattr(opt, "optimizer", opt)

@@ -1,0 +1,265 @@
+"""The training loop of one worker over all stages, and its optimizer step.
+
+The loss of an optimizer step is the mean over every target token of the step, across its
+micro-batches (gradient accumulation) and the data-parallel ranks, as Hugging Face transformers
+computes it since 4.46 (``num_items_in_batch``): examples with long answers weigh what their
+tokens weigh, whatever the micro-batch or rank they land in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from raymix.config.schema import ExperimentConfig
+from raymix.data.batches import IGNORE, Example, collate
+from raymix.eval.loss import target_tokens, token_loss_sum
+from raymix.train.engine import reset_optimizer_state
+from raymix.train.evaluation import Evaluator
+from raymix.train.model import count_parameters
+from raymix.train.schedule import Row, Stage
+
+STATE_FILE = "raymix_state.json"
+HF_DIR = "hf"
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step returns to the loop."""
+
+    loss: float
+    """This rank's share of the step's loss: its summed token losses ÷ the step's target tokens
+    over all ranks (all-reduced, the shares sum to the step's per-token mean)."""
+    targets: int
+    """Target tokens of the step over all ranks."""
+    grad_norm: float | None
+    """Gradient norm before clipping when the engine does not report one (no ZeRO), else None."""
+
+
+def optimizer_step(engine: Any, micro_batches: list[dict[str, Any]], world: int) -> StepResult:
+    """Forward and backward every micro-batch of one optimizer step, stepping the engine after each.
+
+    The step's target tokens are counted over its micro-batches on this rank and all-reduced over
+    the ranks (one all-reduce, before the first forward); each micro-batch's loss is its summed
+    token loss ÷ that count. DeepSpeed (like DDP) averages gradients over the ranks, and
+    ``engine.backward`` divides by ``gradient_accumulation_steps`` unless ``scale_wrt_gas`` is
+    False: so the loss is multiplied by ``world`` and not divided by the accumulation steps, and
+    the gradient the optimizer sees is exactly that of the mean over all target tokens. A rank
+    whose micro-batch has no target token still runs its forward and backward (zero gradient),
+    so collectives line up.
+
+    Args:
+        engine: The DeepSpeed engine, configured with ``len(micro_batches)`` accumulation steps.
+        micro_batches: Collated inputs (with ``labels``) already on the engine's device.
+        world: Number of data-parallel ranks.
+    """
+    import torch
+    import torch.distributed as dist
+
+    count = torch.tensor(
+        [sum(target_tokens(b["labels"]) for b in micro_batches)],
+        dtype=torch.float64,
+        device=engine.device,
+    )
+    if world > 1:
+        dist.all_reduce(count)
+    targets = int(count.item())
+    scale = world / max(1, targets)
+    local, grad_norm = 0.0, None
+    for k, batch in enumerate(micro_batches):
+        inputs = {n: v for n, v in batch.items() if n != "labels"}
+        loss_sum = token_loss_sum(engine(**inputs).logits, batch["labels"])
+        engine.backward(loss_sum * scale, scale_wrt_gas=False)
+        if k == len(micro_batches) - 1 and engine.zero_optimization_stage() == 0:
+            grad_norm = _grad_norm(engine.module)  # DeepSpeed reports none without ZeRO
+        engine.step()
+        local += float(loss_sum.detach())
+    return StepResult(local / max(1, targets), targets, grad_norm)
+
+
+@dataclass
+class _Window:
+    """Train metrics accumulated between two log points."""
+
+    loss: float = 0.0  # this rank's shares of the steps' per-token means, summed
+    steps: int = 0
+    tokens: int = 0
+    lr: float = 0.0
+    grad_norm: float | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+class Loop:
+    """The training loop of one worker over all stages (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        engine: Any,
+        tokenizer: Any,
+        eval_sets: dict[str, list[Example]],
+        rank: int,
+        world: int,
+        config: dict[str, Any],
+    ) -> None:
+        self.cfg, self.engine, self.tokenizer = cfg, engine, tokenizer
+        self.pad_id = tokenizer.pad_token_id
+        self.rank, self.world = rank, world
+        self.logger = None
+        if rank == 0 and config.get("run_id"):
+            from raymix.tracking import MetricLogger
+
+            self.logger = MetricLogger(config["tracking_uri"], config["run_id"])
+        self.evals = Evaluator(cfg, engine, tokenizer, eval_sets, config["plan"], rank, world)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if self.logger:
+            self.logger.log(metrics, step)
+
+    def run(self, stages: list[Stage]) -> None:
+        import ray.train
+
+        cfg, engine, t = self.cfg, self.engine, self.cfg.train
+        ga = t.grad_accum
+        step = _resume(engine)
+        self.log({"model/parameters": count_parameters(engine.module)}, step)
+        # Evaluate before training: the start of every eval/loss curve; every report to Tune
+        # carries the latest eval metrics (schedulers and searchers rank trials by them).
+        latest_eval = self.evals.loss()
+        self.log(latest_eval, step)
+        last: dict[str, float] = {}
+        done = 0  # steps of the stages before the current one
+        for stage in stages:
+            stage_end = done + stage.steps
+            if step >= stage_end:
+                done = stage_end
+                continue
+            if stage.index > 0 and step == done and cfg.strategy.reset_optimizer:
+                reset_optimizer_state(engine)
+            win = _Window()
+            engine.train()
+            for epoch, micro_batches in enumerate(stage.epochs):
+                first = done + sum(len(e) for e in stage.epochs[:epoch]) // ga
+                skip = max(0, step - first) * ga  # resumed mid-epoch
+                for start in range(skip, len(micro_batches), ga):
+                    group = [self.collate(stage, b) for b in micro_batches[start : start + ga]]
+                    win.lr = float(engine.get_lr()[0])  # the lr this step uses
+                    result = optimizer_step(engine, [inputs for inputs, _ in group], self.world)
+                    win.loss += result.loss
+                    win.steps += 1
+                    win.tokens += sum(n for _, n in group)
+                    win.grad_norm = result.grad_norm
+                    step += 1
+                    if step % t.log_every == 0 or step == stage_end:
+                        last = self.train_metrics(win, epoch, stage.index)
+                        self.log(last, step)
+                        win = _Window()
+                    if t.eval_every and step % t.eval_every == 0 and step < stage_end:
+                        latest_eval = self.evals.loss()
+                        self.log(latest_eval, step)
+                    if step % t.report_every == 0 and step < stage_end:
+                        ray.train.report(
+                            {"step": step, "stage": stage.index, **last, **latest_eval}
+                        )
+            done = stage_end
+            latest_eval = self.evals.loss()
+            if stage is stages[-1]:  # per-ability scores of the final model
+                latest_eval.update(self.evals.generation(self.logger))
+            self.log(latest_eval, step)
+            metrics = {**last, **latest_eval, "step": step, "stage": stage.index}
+            self.save_and_report(step, metrics)
+        if self.logger:
+            self.logger.close()
+
+    def collate(self, stage: Stage, batch: list[Row]) -> tuple[dict[str, Any], int]:
+        """The micro-batch's tensors on the engine's device, and its count of real tokens.
+
+        Empty (padding) rows are left out; a micro-batch of only empty rows becomes one row of
+        a single padding token with no target, which still runs forward and backward.
+        """
+        rows = [r for r in batch if r]
+        if self.cfg.train.packing:
+            from raymix.data.packing import collate_packed
+
+            packed = [[stage.example(i) for i in r] for r in rows] or [[self._empty()]]
+            out = collate_packed(packed, self.pad_id)
+        else:
+            out = collate([stage.example(r[0]) for r in rows] or [self._empty()], self.pad_id)
+        n_tokens = sum(stage.length(i) for r in rows for i in r)
+        return {k: v.to(self.engine.device) for k, v in out.items()}, n_tokens
+
+    def _empty(self) -> Example:
+        return Example([self.pad_id], [IGNORE], 0)
+
+    def train_metrics(self, win: _Window, epoch: int, stage: int) -> dict[str, float]:
+        """Mean per-token loss of the steps since the last log, grad norm, lr and global
+        tokens/s (one all-reduce)."""
+        import torch
+        import torch.distributed as dist
+
+        sums = torch.tensor(
+            [win.loss, float(win.tokens)], dtype=torch.float64, device=self.engine.device
+        )
+        if self.world > 1:
+            dist.all_reduce(sums)
+        elapsed = max(1e-9, time.perf_counter() - win.started)
+        grad_norm = (
+            win.grad_norm if win.grad_norm is not None else self.engine.get_global_grad_norm()
+        )
+        return {
+            "train/loss": float(sums[0]) / max(1, win.steps),
+            "train/grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
+            "train/lr": win.lr,
+            "train/tokens_per_s": float(sums[1]) / elapsed,
+            "train/epoch": float(epoch),
+            "train/stage": float(stage),
+        }
+
+    def save_and_report(self, step: int, metrics: dict[str, float]) -> None:
+        """Every rank saves its DeepSpeed shard; rank 0 adds a Hugging Face export and the
+        state; then all ranks report the checkpoint together (a collective)."""
+        import ray.train
+        from ray.train import Checkpoint
+
+        engine, cfg, tokenizer = self.engine, self.cfg, self.tokenizer
+        tmp = tempfile.mkdtemp(prefix="raymix-ckpt-")
+        engine.save_checkpoint(tmp, tag=f"step-{step}")
+        state_dict = (
+            engine._zero3_consolidated_16bit_state_dict() if cfg.deepspeed.zero_stage == 3 else None
+        )
+        if self.rank == 0:
+            hf = os.path.join(tmp, HF_DIR)
+            module = engine.module
+            module.save_pretrained(hf, state_dict=state_dict or module.state_dict())
+            tokenizer.save_pretrained(hf)
+            Path(tmp, STATE_FILE).write_text(json.dumps({"step": step, **metrics}))
+            if self.logger and cfg.tracking.log_checkpoint:
+                self.logger.log_artifacts(hf, "checkpoint")
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _resume(engine: Any) -> int:
+    """Load the latest Ray Train checkpoint if the run restarts; returns the step reached."""
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return 0
+    with ckpt.as_directory() as d:
+        engine.load_checkpoint(d)
+        return int(json.loads((Path(d) / STATE_FILE).read_text())["step"])
+
+
+def _grad_norm(module: Any) -> float:
+    """The global L2 norm of the (already all-reduced) gradients, before clipping."""
+    import torch
+
+    grads = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
+    return float(torch.stack(grads).norm()) if grads else 0.0
