@@ -26,6 +26,7 @@ from raymix.config.schema import (
     SpecialisedRatioMixture,
 )
 from raymix.data.pipeline import PreparedSource
+from raymix.data.rounding import largest_remainder
 from raymix.data.sources import rng_for
 from raymix.data.strategies import compile_stages, stage_epochs
 from raymix.errors import ConfigError
@@ -196,20 +197,6 @@ def _rows(
     return {
         n: draw_rows(pool(n), c, rng_for(cfg.seed, "mixture", n)) for n, c in sorted(counts.items())
     }
-
-
-def largest_remainder(total: int, weights: Mapping[str, float]) -> dict[str, int]:
-    """Split ``total`` by normalised ``weights``; floors, then the largest remainders get +1
-    (ties by name). The parts always sum to ``total``."""
-    wsum = sum(weights.values())
-    if wsum <= 0 or any(w < 0 for w in weights.values()):
-        raise ConfigError(f"proportions must be non-negative and not all zero, got {dict(weights)}")
-    exact = {n: total * w / wsum for n, w in weights.items()}
-    out = {n: int(np.floor(x)) for n, x in exact.items()}
-    short = total - sum(out.values())
-    for n in sorted(exact, key=lambda n: (-(exact[n] - out[n]), n))[:short]:
-        out[n] += 1
-    return out
 
 
 def draw_rows(pool: Sequence[int], count: int, rng: np.random.Generator) -> list[int]:

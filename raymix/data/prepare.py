@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from raymix.config.schema import SourceConfig
 from raymix.data.formats import ALLOWED_FORMATS
 from raymix.data.records import Record
+from raymix.data.rounding import largest_remainder
 from raymix.data.sources import load_records
 from raymix.data.templates import TEMPLATES, render
 from raymix.errors import ConfigError
@@ -98,12 +99,8 @@ def prepare(
 
 def split_sizes(n: int, fractions: Sequence[Fraction]) -> list[int]:
     """Largest-remainder counts of ``n`` rows for fractions summing to 1 (ties: earlier first)."""
-    quotas = [n * f for f in fractions]
-    sizes = [math.floor(q) for q in quotas]
-    order = sorted(range(len(quotas)), key=lambda i: (-(quotas[i] - sizes[i]), i))
-    for i in order[: n - sum(sizes)]:
-        sizes[i] += 1
-    return sizes
+    sizes = largest_remainder(n, dict(enumerate(fractions)))
+    return [sizes[i] for i in range(len(fractions))]
 
 
 def _check_splits(splits: Sequence[float]) -> list[Fraction]:
