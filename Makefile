@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q py-cpuinfo ninja hjson packaging psutil
 	$(BIN)/pip install -q --no-build-isolation deepspeed==0.19.8
-	$(BIN)/pip install -q -e '.[data,dev]'
+	$(BIN)/pip install -q -e '.[data,dev,test]'
 	touch $(STAMP)
 
 demo: install

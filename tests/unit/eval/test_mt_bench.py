@@ -1,97 +1,20 @@
-"""The judge tasks driven through the real openai client against a canned local endpoint."""
+"""MT-Bench single and pairwise tasks through the real openai client against a local endpoint."""
 
 from __future__ import annotations
 
 import json
 import re
-import threading
-from collections import Counter
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from raymix.config.schema import EvalConfig, EvalTaskConfig, JudgeConfig
 from raymix.errors import ConfigError
-from raymix.eval import judge as J
+from raymix.eval.humaneval import read_jsonl
+from raymix.eval.mt_bench import parse_pair_verdict, parse_rating, reference_for
 from raymix.eval.tasks import Request, answer_all, task_factory
-
-KEY_ENV = "RAYMIX_TEST_JUDGE_KEY"
-
-
-class _Judge:
-    """A canned chat-completions endpoint: replies by ``reply(system, user, seen_before)``."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.fail: list[int] = []  # HTTP statuses to answer with first, one per request
-        self.reply: Callable[[str, str, int], str] = lambda system, user, seen: "[[5]]"
-        self._seen: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def handle(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        system, user = (m["content"] for m in body["messages"])
-        with self._lock:
-            self.received.append(body)
-            if self.fail:
-                return self.fail.pop(0), {"error": {"message": "busy", "type": "server_error"}}
-            seen = self._seen[system + user]
-            self._seen[system + user] += 1
-        content = self.reply(system, user, seen)
-        return 200, {
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        }
-
-    def system_of(self, name: str) -> list[dict[str, Any]]:
-        return [b for b in self.received if b["messages"][0]["content"] == f"judge:{name}"]
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[_Judge, str]]:
-    """A judge endpoint on a random local port, the API key set and a private cache."""
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("RAYMIX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv(KEY_ENV, "test-key")
-    judge = _Judge()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            if self.path != "/v1/chat/completions":
-                self.send_error(404)
-                return
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            status, payload = judge.handle(body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield judge, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
+from tests.unit.eval.conftest import KEY_ENV, FakeJudge
 
 
 def _task_cfg(name: str, url: str, path: Path | None, runs: int = 1, **kw: Any) -> EvalTaskConfig:
@@ -155,7 +78,7 @@ def _echo(requests: list[Request]) -> list[str]:
 
 
 def test_mt_bench_scores_turns_categories_and_overall_over_two_runs(
-    server: tuple[_Judge, str], tmp_path: Path
+    server: tuple[FakeJudge, str], tmp_path: Path
 ) -> None:
     judge, url = server
 
@@ -194,7 +117,7 @@ def test_mt_bench_scores_turns_categories_and_overall_over_two_runs(
 
 
 def test_mt_bench_grades_math_against_the_reference(
-    server: tuple[_Judge, str], tmp_path: Path
+    server: tuple[FakeJudge, str], tmp_path: Path
 ) -> None:
     judge, url = server
     task = _build(_task_cfg("mt_bench", url, _mt_bench_dir(tmp_path, QUESTIONS[:2])))
@@ -215,7 +138,7 @@ def test_mt_bench_grades_math_against_the_reference(
     }
 
 
-def test_rescoring_reads_the_cache(server: tuple[_Judge, str], tmp_path: Path) -> None:
+def test_rescoring_reads_the_cache(server: tuple[FakeJudge, str], tmp_path: Path) -> None:
     judge, url = server
     cfg = _task_cfg("mt_bench", url, _mt_bench_dir(tmp_path, QUESTIONS[:2]), runs=2)
     task = _build(cfg)
@@ -227,21 +150,6 @@ def test_rescoring_reads_the_cache(server: tuple[_Judge, str], tmp_path: Path) -
     assert len(judge.received) == 8 and again.judge.sent == 0
     assert first == second
     assert list((tmp_path / "cache" / "judge").rglob("*.json"))
-
-
-def test_client_retries_429_and_5xx_then_gives_up(server: tuple[_Judge, str]) -> None:
-    import openai
-
-    judge, url = server
-    cfg = JudgeConfig(base_url=url, model="judge-test", api_key_env=KEY_ENV)
-    client = J.JudgeClient(cfg, backoff_s=0.0, max_attempts=3)
-    judge.fail = [429, 503]
-    assert client.judge([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
-    assert len(judge.received) == 3
-    judge.fail = [500, 500, 500]
-    with pytest.raises(openai.InternalServerError):
-        client.judge([{"role": "system", "content": "s"}, {"role": "user", "content": "v"}])
-    assert len(judge.received) == 6
 
 
 PAIR_POLICY = {"Q1T1": "trial", "Q1T2": "first", "Q2T1": "baseline", "Q2T2": "trial", "Q3": "none"}
@@ -263,7 +171,7 @@ def _pair_reply(system: str, user: str, seen: int) -> str:
 
 
 def test_mt_bench_pairwise_both_orders_and_inconsistent_is_a_tie(
-    server: tuple[_Judge, str], tmp_path: Path
+    server: tuple[FakeJudge, str], tmp_path: Path
 ) -> None:
     judge, url = server
     judge.reply = _pair_reply
@@ -312,89 +220,6 @@ def test_mt_bench_pairwise_both_orders_and_inconsistent_is_a_tie(
     assert row["judgment_trial_first"].endswith("[[A]]")
 
 
-def _alpaca_file(tmp_path: Path, rows: list[dict[str, str]]) -> Path:
-    path = tmp_path / "alpaca_eval.json"
-    path.write_text(json.dumps(rows))
-    return path
-
-
-def _alpaca_reply(system: str, user: str, seen: int) -> str:
-    """Picks whichever output holds "WIN"; the trial's outputs say WIN or LOSE."""
-    trial_is_a = user.index("TRIAL") < user.index("BASE")
-    trial_wins = "TRIAL-WIN" in user
-    return "a" if trial_wins == trial_is_a else " Output (b)"
-
-
-def _alpaca_answers(lengths: dict[str, tuple[bool, int]]) -> Callable[[list[Request]], list[str]]:
-    def answer(requests: list[Request]) -> list[str]:
-        outs = []
-        for r in requests:
-            instruction = r.messages[-1]["content"]
-            if instruction == "same":
-                outs.append("BASE same")
-                continue
-            wins, n = lengths[instruction]
-            outs.append(("TRIAL-WIN " if wins else "TRIAL-LOSE") + "x" * n)
-        return outs
-
-    return answer
-
-
-def test_alpaca_eval_win_rate_standard_error_and_length_control(
-    server: tuple[_Judge, str], tmp_path: Path
-) -> None:
-    judge, url = server
-    judge.reply = _alpaca_reply
-    # The trial wins exactly when its output is the longer one: only length speaks for it.
-    plan = {f"task {i}": (i < 7, 300 if i < 7 else 10) for i in range(9)}
-    rows = [{"instruction": k, "output": "BASE " + "y" * 100} for k in plan]
-    rows.append({"instruction": "same", "output": "BASE same"})  # identical outputs: a tie
-    cfg = _task_cfg("alpaca_eval", url, _alpaca_file(tmp_path, rows))
-    task = _build(cfg)
-    outputs, requests = answer_all(task, _alpaca_answers(plan))
-    metrics, got = task.score(outputs, requests)
-
-    prefs = np.array([1.0] * 7 + [0.0] * 2 + [0.5])
-    assert len(judge.received) == 9  # the identical pair is never sent
-    assert metrics["alpaca_eval/win_rate"] == pytest.approx(75.0)
-    assert metrics["alpaca_eval/standard_error"] == pytest.approx(
-        100 * prefs.std(ddof=1) / np.sqrt(10)
-    )
-    assert metrics["alpaca_eval/n_total"] == 10 and metrics["alpaca_eval/unparsable"] == 0
-    assert metrics["alpaca_eval/avg_length"] == pytest.approx(np.mean([len(o) for o in outputs]))
-    lc = metrics["alpaca_eval/length_controlled_win_rate"]
-    assert abs(lc - 50) < 0.5 * abs(75 - 50), lc  # toward 50 %: the length explained the wins
-    # both orders were shown, each decided by the fixed per-instruction coin
-    firsts = [r["trial_first"] for r in got if r["judgment"] is not None]
-    assert 0 < sum(firsts) < len(firsts)
-    assert firsts == [J._trial_first(r["instruction"]) for r in got if r["judgment"] is not None]
-    assert {r["preference"] for r in got} == {0.0, 0.5, 1.0}
-    assert got[0]["baseline_output"] == "BASE " + "y" * 100 and got[0]["judgment"]
-
-
-def test_length_control_keeps_wins_that_length_does_not_explain() -> None:
-    prefs = np.array([1.0] * 14 + [0.0] * 6)
-    out_len = np.array([400, 150] * 7 + [400, 150] * 3)  # half of the wins and losses are longer
-    lc = J.length_controlled_win_rate(prefs, out_len, np.full(20, 275))
-    assert abs(lc - 70) < 2
-    assert J.length_controlled_win_rate([1.0, 0.0], [10, 10], [10, 10]) == pytest.approx(50)
-
-
-def test_alpaca_eval_reads_a_separate_baseline_file(
-    server: tuple[_Judge, str], tmp_path: Path
-) -> None:
-    judge, url = server
-    judge.reply = _alpaca_reply
-    instructions = _write_jsonl(tmp_path / "instructions.jsonl", [{"instruction": "task 0"}])
-    baseline = _write_jsonl(
-        tmp_path / "base.jsonl", [{"instruction": "task 0", "output": "BASE text"}]
-    )
-    task = _build(_task_cfg("alpaca_eval", url, instructions, baseline=str(baseline)))
-    metrics, rows = task.score(*answer_all(task, _alpaca_answers({"task 0": (True, 5)})))
-    assert metrics["alpaca_eval/win_rate"] == 100.0
-    assert rows[0]["baseline_output"] == "BASE text"
-
-
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -403,50 +228,38 @@ def test_alpaca_eval_reads_a_separate_baseline_file(
         ("score [8] only", 8.0),
         ("no rating", -1.0),
         ("[[ten]]", -1.0),
+        ("[[5.]]", 5.0),
+        ("[[07]]", -1.0),  # FastChat's literal_eval raises on a leading zero
     ],
 )
 def test_parse_rating_uses_fastchat_patterns(text: str, expected: float) -> None:
-    assert J.parse_rating(text) == expected
+    assert parse_rating(text) == expected
 
 
 def test_parse_verdicts() -> None:
-    assert J.parse_pair_verdict("so [[B]]") == "B"
-    assert J.parse_pair_verdict("[[C]]") == "tie"
-    assert J.parse_pair_verdict("A is better") == "error"
-    assert [J.parse_identifier(t) for t in ("a", ' "b".', "Output (a)", "[[B]]", "both")] == [
-        "a",
-        "b",
-        "a",
-        "b",
-        None,
-    ]
-
-
-def test_missing_api_key_is_a_config_error(
-    server: tuple[_Judge, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _, url = server
-    monkeypatch.delenv(KEY_ENV)
-    cfg = _task_cfg("mt_bench", url, _mt_bench_dir(tmp_path, QUESTIONS))
-    with pytest.raises(ConfigError, match=KEY_ENV):
-        _build(cfg)
+    assert parse_pair_verdict("so [[B]]") == "B"
+    assert parse_pair_verdict("[[C]]") == "tie"
+    assert parse_pair_verdict("A is better") == "error"
+    assert parse_pair_verdict("[A]") == "error"  # FastChat 0.2.36 reads only [[A]]
 
 
 @pytest.mark.parametrize("name", ["mt_bench", "mt_bench_pairwise", "alpaca_eval"])
-def test_missing_path_is_a_config_error(server: tuple[_Judge, str], name: str) -> None:
+def test_missing_path_is_a_config_error(server: tuple[FakeJudge, str], name: str) -> None:
     _, url = server
     with pytest.raises(ConfigError, match="path"):
         _build(_task_cfg(name, url, None, baseline="base.jsonl"))
 
 
-def test_pairwise_needs_a_baseline(server: tuple[_Judge, str], tmp_path: Path) -> None:
+def test_pairwise_needs_a_baseline(server: tuple[FakeJudge, str], tmp_path: Path) -> None:
     _, url = server
     with pytest.raises(ConfigError, match="baseline"):
         _build(_task_cfg("mt_bench_pairwise", url, _mt_bench_dir(tmp_path, QUESTIONS)))
 
 
 @pytest.mark.shared_data
-def test_real_mt_bench_files(server: tuple[_Judge, str], tmp_path: Path, shared_data: Path) -> None:
+def test_real_mt_bench_files(
+    server: tuple[FakeJudge, str], tmp_path: Path, shared_data: Path
+) -> None:
     """A few real questions (writing, reasoning, math) with FastChat's real prompts and GPT-4
     references; the folder links the shared files, it copies none."""
     judge, url = server
@@ -463,10 +276,10 @@ def test_real_mt_bench_files(server: tuple[_Judge, str], tmp_path: Path, shared_
     task = _build(_task_cfg("mt_bench", url, folder / "question.jsonl"))
     metrics, rows = task.score(*answer_all(task, _echo))
 
-    prompts = {p["name"]: p for p in J.read_jsonl(real / "judge_prompts.jsonl")}
+    prompts = {p["name"]: p for p in read_jsonl(real / "judge_prompts.jsonl")}
     refs = {
         r["question_id"]: r["choices"][0]["turns"]
-        for r in J.read_jsonl(real / "reference_answer_gpt-4.jsonl")
+        for r in read_jsonl(real / "reference_answer_gpt-4.jsonl")
     }
     by_key = {(r["question_id"], r["turn"]): r for r in rows}
     assert by_key[81, 1]["judge_prompt"] == "single-v1"
@@ -483,5 +296,5 @@ def test_real_mt_bench_files(server: tuple[_Judge, str], tmp_path: Path, shared_
 
     full = _build(_task_cfg("mt_bench", url, real / "question.jsonl", limit=None))
     assert len(full.questions) == 80
-    graded_with_reference = [q for q in full.questions if J._reference(q, 2) is not None]
+    graded_with_reference = [q for q in full.questions if reference_for(q, 2) is not None]
     assert len(graded_with_reference) == 30
