@@ -2,10 +2,16 @@
 
 Loss falls only on assistant turns: the tokenizer encodes segment by segment so the mask is exact
 at every boundary, multi-turn included. Templates: ``plain``; ``alpaca`` (Stanford Alpaca's
-prompt); ``vicuna`` (FastChat's vicuna_v1.1, seed study S2's system prompt); ``llama2`` (Llama-2
-chat ``[INST]`` with ``<<SYS>>``); ``chatml`` (``<|im_start|>``/``<|im_end|>``); and ``tokenizer``,
-the tokenizer's own Jinja ``chat_template`` (assistant spans found by rendering the conversation
-turn by turn).
+``PROMPT_DICT["prompt_no_input"]``, then the response and EOS with no separator, as its train.py
+joins them); ``vicuna`` (FastChat's ``vicuna_v1.1`` conversation: ``"{system} USER: {u}
+ASSISTANT: {a}</s>USER: ..."``, the generation prompt ending ``" ASSISTANT:"``); ``llama2``
+(Llama-2 chat ``[INST]`` with ``<<SYS>>``); ``chatml`` (``<|im_start|>``/``<|im_end|>``); and
+``tokenizer``, the tokenizer's own Jinja ``chat_template`` (assistant spans found by rendering the
+conversation turn by turn).
+
+A generation prompt (:func:`prompt`) is the training render of the conversation so far: for
+``alpaca`` and ``vicuna`` an earlier assistant turn ends with the tokenizer's EOS there too
+(``</s>``, FastChat's and Llama's, without a tokenizer).
 """
 
 from __future__ import annotations
@@ -18,10 +24,20 @@ from raymix.errors import ConfigError
 
 TEMPLATES = ("plain", "alpaca", "vicuna", "llama2", "chatml", "tokenizer")
 
-_ALPACA_HEADER = (
+ALPACA_PROMPT_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further "
+    "context. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:"
+)
+"""Stanford Alpaca's ``PROMPT_DICT["prompt_input"]`` (tatsu-lab/stanford_alpaca train.py)."""
+ALPACA_PROMPT_NO_INPUT = (
     "Below is an instruction that describes a task. "
     "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:"
 )
+"""Stanford Alpaca's ``PROMPT_DICT["prompt_no_input"]``."""
+_ALPACA_HEADER, _ALPACA_TURN = ALPACA_PROMPT_NO_INPUT.split("### Instruction:")
+_ALPACA_TURN = "### Instruction:" + _ALPACA_TURN
 VICUNA_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
@@ -46,12 +62,10 @@ def render(
     if template == "alpaca":
         header = _prefix(system, "\n\n") or _ALPACA_HEADER
         return _turns(
-            turns, header, lambda u: f"### Instruction:\n{u}\n\n### Response:\n", eos, "\n\n"
+            turns, header, lambda u: _ALPACA_TURN.replace("{instruction}", u), eos, "\n\n"
         )
     if template == "vicuna":
-        return _turns(
-            turns, (system or VICUNA_SYSTEM) + " ", lambda u: f"USER: {u} ASSISTANT: ", eos, ""
-        )
+        return _vicuna(turns, VICUNA_SYSTEM if system is None else system, eos)
     if template == "llama2":
         return _llama2(turns, system, eos, bos)
     if template == "chatml":
@@ -71,12 +85,27 @@ def render(
 
 
 def prompt(template: str, messages: list[Message], tokenizer: Any = None) -> str:
-    """The text a model is given to generate the next assistant turn."""
+    """The text a model is given to generate the next assistant turn.
+
+    For ``alpaca`` and ``vicuna`` each earlier assistant turn ends with ``tokenizer``'s EOS, as
+    in training (``</s>`` without a tokenizer or EOS).
+    """
     if template == "tokenizer" and tokenizer is not None:
         return str(
             tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         )
-    return "".join(text for text, _ in render(template, messages, eos="", tokenizer=tokenizer))
+    eos = ""
+    if template in ("alpaca", "vicuna"):
+        eos = getattr(tokenizer, "eos_token", None) or "</s>"
+    return "".join(text for text, _ in render(template, messages, eos=eos, tokenizer=tokenizer))
+
+
+def alpaca_prompt(instruction: str, input: str = "") -> str:
+    """Stanford Alpaca's prompt for one example: ``prompt_input`` when ``input`` is non-empty,
+    else ``prompt_no_input`` (its train.py picks by ``example.get("input", "") != ""``)."""
+    if input != "":
+        return ALPACA_PROMPT_INPUT.format_map({"instruction": instruction, "input": input})
+    return ALPACA_PROMPT_NO_INPUT.format_map({"instruction": instruction})
 
 
 def _prefix(system: str | None, sep: str) -> str:
@@ -97,6 +126,35 @@ def _turns(
     while segments and not segments[-1][1] and segments[-1][0] == between:
         segments.pop()
     return segments
+
+
+def _vicuna(turns: list[Message], system: str, eos: str) -> list[Segment]:
+    """FastChat's ``SeparatorStyle.ADD_COLON_TWO`` with ``sep=" "`` and ``sep2=eos``: a message
+    is ``"ROLE: text"`` and its separator, an empty one just ``"ROLE:"`` (FastChat's pending
+    reply). The space before an answer is trained with it, so a prompt ends at ``"ASSISTANT:"``."""
+    segments: list[Segment] = [(system + " ", False)]
+    for m in turns:
+        if m["role"] == "user":
+            text = m["content"]
+            segments.append((f"USER: {text} " if text else "USER:", False))
+        elif m["role"] == "assistant":
+            segments.append(("ASSISTANT:", False))
+            if m["content"]:
+                segments.append((f" {m['content']}{eos}", True))
+    if turns and turns[-1]["role"] == "user":  # the reply is pending
+        segments.append(("ASSISTANT:", False))
+    return _merge(segments)
+
+
+def _merge(segments: list[Segment]) -> list[Segment]:
+    """Adjacent segments of the same kind joined, so each prompt part is tokenized whole."""
+    out: list[Segment] = []
+    for text, trained in segments:
+        if out and out[-1][1] == trained:
+            out[-1] = (out[-1][0] + text, trained)
+        else:
+            out.append((text, trained))
+    return out
 
 
 def _llama2(turns: list[Message], system: str | None, eos: str, bos: str) -> list[Segment]:

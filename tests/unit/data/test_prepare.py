@@ -54,7 +54,7 @@ def test_lines_are_text_rendered_with_the_template(tmp_path: Path) -> None:
     one = next(t for t in texts if "Task 1\n" in t)
     assert one == (
         HEADER + " Write a response that appropriately completes the request.\n\n"
-        "### Instruction:\nTask 1\n\nctx\n\n### Response:\nAnswer 1"
+        "### Instruction:\nTask 1\n\nctx\n\n### Response:Answer 1"  # as Stanford's train.py joins
     )
     prepare(_dolly(tmp_path, n=10, empty=0), tmp_path / "plain", template="plain")
     assert "Task 2\nAnswer 2" in sum(_lines(tmp_path / "plain").values(), [])
@@ -184,4 +184,4 @@ def test_real_alpaca_subset(shared_data: Path, tmp_path: Path) -> None:
         "train": 3998, "validation": 500, "test": 500,
     }  # fmt: skip
     first = json.loads((tmp_path / "out" / "test.jsonl").read_text().splitlines()[0])["text"]
-    assert first.startswith(HEADER) and "### Response:\n" in first
+    assert first.startswith(HEADER) and "\n\n### Response:" in first
