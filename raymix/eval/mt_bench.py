@@ -176,13 +176,14 @@ def first_turns(questions: Sequence[Question]) -> list[Request]:
 def next_turns(
     questions: Sequence[Question], outputs: Sequence[str], requests: Sequence[Request]
 ) -> list[Request]:
-    """Each question's next turn, asked after the conversation so far and the model's answer."""
+    """Each question's next turn, asked after the conversation so far and the model's answer
+    (stripped, as FastChat's ``gen_model_answer`` keeps it)."""
     by_id = {q.qid: q for q in questions}
     follow = []
     for out, req in zip(outputs, requests, strict=True):
         q, turn = by_id[req.meta["question_id"]], req.meta["turn"]
         if turn < len(q.turns):
-            history = [*req.messages, Message(role="assistant", content=out)]
+            history = [*req.messages, Message(role="assistant", content=out.strip())]
             follow.append(_turn_request(q, history, turn + 1))
     return follow
 
@@ -190,10 +191,11 @@ def next_turns(
 def answers_by_question(
     outputs: Sequence[str], requests: Sequence[Request]
 ) -> dict[Any, dict[int, str]]:
-    """Every round's answers by question id and turn."""
+    """Every round's answers by question id and turn, stripped (FastChat's ``gen_model_answer``
+    strips what the model generated before it is judged or shown again)."""
     got: dict[Any, dict[int, str]] = defaultdict(dict)
     for out, req in zip(outputs, requests, strict=True):
-        got[req.meta["question_id"]][req.meta["turn"]] = out
+        got[req.meta["question_id"]][req.meta["turn"]] = out.strip()
     return got
 
 

@@ -199,7 +199,7 @@ def test_multi_turn_generation_prompts_are_fastchats_vicuna(questions: list[list
         outs = []
         for r in requests:
             ours[r.meta["question_id"], r.meta["turn"]] = prompt("vicuna", r.messages)
-            outs.append(f"answer {r.meta['question_id']}.{r.meta['turn']}")
+            outs.append(f" answer {r.meta['question_id']}.{r.meta['turn']}\n")  # as generated
         return outs
 
     answer_all(task, answer)
@@ -210,7 +210,7 @@ def test_multi_turn_generation_prompts_are_fastchats_vicuna(questions: list[list
             conv.append_message(conv.roles[1], None)
             assert ours[i, turn] == conv.get_prompt()
             COUNTS["generation_prompts"] += 1
-            conv.update_last_message(f"answer {i}.{turn}")
+            conv.update_last_message(f" answer {i}.{turn}\n".strip())  # gen_model_answer strips
 
 
 @pytest.fixture(scope="module", autouse=True)
