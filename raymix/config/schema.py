@@ -87,8 +87,10 @@ class SourceConfig(_Strict):
     """The ability this source teaches (math, code, general, nlp, ...), used in reports."""
     size: PositiveInt | None = None
     """For synthetic sources: how many rows to generate (train pool plus held-out)."""
-    heldout: Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0, lt=1)] = 64
-    """Rows held out for per-source eval loss: a count, or a fraction of the source in [0, 1)."""
+    heldout: NonNegInt = 64
+    """Rows held out (seeded) for per-source eval loss and the heldout task."""
+    heldout_fraction: Annotated[float, Field(ge=0, lt=1)] | None = None
+    """Hold out this fraction of the source's rows instead of a count of `heldout` rows."""
     format: SourceFormat = "auto"
     """How rows map to chat messages: alpaca / code-alpaca (instruction, input, output), dolly
     (instruction, context, response), gsm8k (question, answer), sharegpt (conversations of
@@ -107,6 +109,17 @@ class SourceConfig(_Strict):
     """Drop rows whose response is empty after stripping (counted in the manifest)."""
     strip: bool = True
     """Strip leading and trailing whitespace from every message."""
+
+    @model_validator(mode="after")
+    def _one_heldout_size(self) -> SourceConfig:
+        if self.heldout_fraction is not None and "heldout" in self.model_fields_set:
+            raise ValueError("give heldout (rows) or heldout_fraction, not both")
+        return self
+
+    @property
+    def heldout_size(self) -> int | float:
+        """Rows to hold out: the count, or the fraction when ``heldout_fraction`` is set."""
+        return self.heldout if self.heldout_fraction is None else self.heldout_fraction
 
 
 MixtureValue = Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0)]

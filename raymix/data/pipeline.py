@@ -116,7 +116,7 @@ def _prepare_one(
     cache = build_cache(
         root, key, load, tokenizer, cfg.template, cfg.train.max_length, {}, src.name
     )
-    train_ids, heldout_ids = split_heldout(len(cache), src.heldout, cfg.seed, src.name)
+    train_ids, heldout_ids = split_heldout(len(cache), src.heldout_size, cfg.seed, src.name)
     dropped = 0
     if cfg.train.overlong == "drop":
         over = np.asarray(cache.overlong)

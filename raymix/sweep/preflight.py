@@ -25,7 +25,7 @@ def check_experiment(cfg: ExperimentConfig, heldout: dict[str, list[Record]] | N
         heldout = {}
         for src in cfg.sources:
             records = load_records(src, cfg.seed).records
-            _, ids = split_heldout(len(records), src.heldout, cfg.seed, src.name)
+            _, ids = split_heldout(len(records), src.heldout_size, cfg.seed, src.name)
             heldout[src.name] = [records[i] for i in ids]
     for i, t in enumerate(cfg.eval.tasks):
         try:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from raymix.config.keys import key_docs, render_keys
@@ -78,3 +79,24 @@ def test_sweep_with_a_bad_eval_set_fails_before_anything_is_written(tmp_path: Pa
     assert proc.returncode == 2, proc.stderr
     assert "eval.tasks.0 (gsm8k):" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "raymix_runs").exists()
+
+
+def test_heldout_is_a_count_or_an_explicit_fraction() -> None:
+    from raymix.config import validate
+    from raymix.errors import ConfigError
+
+    def source(**kw: object) -> dict[str, object]:
+        return tiny_experiment(
+            sources=[{"name": "m", "path": "synthetic:math", **kw}],
+            mixture={"grid": {"a": {"m": 10}}},
+        )
+
+    assert validate(source(), "x.yaml").sources[0].heldout_size == 64
+    assert validate(source(heldout=5), "x.yaml").sources[0].heldout_size == 5
+    assert validate(source(heldout_fraction=0.1), "x.yaml").sources[0].heldout_size == 0.1
+    with pytest.raises(
+        ConfigError, match="sources.0: give heldout .rows. or heldout_fraction, not both"
+    ):
+        validate(source(heldout=5, heldout_fraction=0.1), "x.yaml")
+    with pytest.raises(ConfigError, match=r"sources.0.heldout: .*int"):
+        validate(source(heldout=0.5), "x.yaml")

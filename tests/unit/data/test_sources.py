@@ -208,9 +208,10 @@ def test_strip_and_drop_empty_are_explicit(tmp_path: Path) -> None:
 
 def test_heldout_split_is_seeded_and_disjoint(tmp_path: Path) -> None:
     rows = [{"question": f"q{i}", "answer": f"#### {i}"} for i in range(20)]
-    src = load_records(_cfg(_jsonl(tmp_path / "m.jsonl", rows), heldout=0.25), seed=3)
-    assert src.cleaning["kept"] == 20
-    train, held = split_heldout(len(src.records), 0.25, 3, "s")
+    cfg = _cfg(_jsonl(tmp_path / "m.jsonl", rows), heldout_fraction=0.25)
+    src = load_records(cfg, seed=3)
+    assert src.cleaning["kept"] == 20 and cfg.heldout_size == 0.25
+    train, held = split_heldout(len(src.records), cfg.heldout_size, 3, "s")
     assert len(held) == 5 and sorted(train + held) == list(range(20))
     assert (train, held) == split_heldout(20, 0.25, 3, "s")
     assert held != split_heldout(20, 0.25, 4, "s")[1]
