@@ -235,8 +235,9 @@ def test_real_p3_subset_names_trec(shared_data: Path) -> None:
 
 @pytest.mark.shared_data
 def test_real_sharegpt_subset_reports_its_truncated_share(shared_data: Path) -> None:
-    """ShareGPT's conversations are long: at max length 1024 with the builtin BPE (512 tokens),
-    about two thirds of its tokens are cut, which the plan now says."""
+    """ShareGPT's conversations are long: at max length 1024 with the builtin BPE (512 tokens,
+    vicuna template) truncation cuts 69 % of its tokens (12,578,203 of 18,196,089), which the plan
+    now says."""
     raw = tiny_experiment(
         sources=[
             {
@@ -254,4 +255,4 @@ def test_real_sharegpt_subset_reports_its_truncated_share(shared_data: Path) -> 
     plan = build_plan(cfg, "m", prepare_data(cfg)[2])
     t = plan["truncation"]["sharegpt"]
     assert t["truncated_tokens"] == prepare_data(cfg)[2]["sharegpt"].cache.meta["truncated_tokens"]
-    assert 0.3 < t["share"] < 0.9, t
+    assert 0.6 < t["share"] < 0.8, t
