@@ -2,8 +2,8 @@
 MMLU) scored by lm-evaluation-harness on local files, as study S1 reports them. Each benchmark is
 an lm-eval task built from a dict config that mirrors the official task YAML (same prompt, choices,
 target, HellaSwag preprocessing, WinoGrande partial scoring, MMLU subject description) and differs
-only in where the rows come from: the llm-foundry / original-format jsonl files of the shared data
-folder, read here, instead of the Hugging Face hub. The model is the already-loaded torch model,
+only in where the rows come from: local llm-foundry / original-format jsonl files
+(:mod:`raymix.eval.harness_data`) instead of the Hugging Face hub. The model is the already-loaded torch model,
 wrapped in lm-eval's ``HFLM``; metrics are ``harness/<benchmark>/acc`` (and ``acc_norm`` where the
 official task defines it) plus ``harness/average/acc``, the unweighted mean over benchmarks.
 """
@@ -11,263 +11,30 @@ official task defines it) plus ``harness/average/acc``, the unweighted mean over
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from raymix.config.schema import EvalConfig, EvalTaskConfig
 from raymix.data.records import Record
-from raymix.errors import ConfigError, DataError
-from raymix.eval.protocol import TaskKind
-from raymix.eval.tasks import Request, Task, register
+from raymix.errors import DataError
+from raymix.eval.harness_data import BENCHMARKS, SPECS, check_benchmarks, first_rows, row_texts
+from raymix.eval.protocol import Request, Task, TaskKind
 
-__all__ = ["BENCHMARKS", "HarnessTask", "run_harness"]
-
-BENCHMARKS = ("arc_easy", "arc_challenge", "piqa", "winogrande", "hellaswag", "mmlu")
-"""Every benchmark the harness task runs, in report order."""
-
-_ACC = {"metric": "acc", "aggregation": "mean", "higher_is_better": True}
-_ACC_NORM = {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}
-_MMLU_DESCRIPTION = (
-    "The following are multiple choice questions (with answers) about "
-    "{{ subject.split('_') | join(' ') }}.\n\n"
-)
-
-
-@dataclass(frozen=True)
-class _Benchmark:
-    """Where one benchmark's rows live and how lm-eval turns them into choices.
-
-    Attributes:
-        files: The files it reads, relative to the data folder.
-        load: Reads the rows (each with ``row``: its line in the file) from the data folder.
-        config: lm-eval ``TaskConfig`` fields besides the task name and the data.
-        gold: The row field holding the index of the right choice.
-        per: The row field naming the sub-task (MMLU's subject) that ``limit`` applies to, as
-            lm-eval applies it to each task of a group; None for a single-task benchmark.
-    """
-
-    files: tuple[str, ...]
-    load: Callable[[Path], list[dict[str, Any]]]
-    config: dict[str, Any]
-    gold: str = "gold"
-    per: str | None = None
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The objects of a jsonl file, each with ``row``: its 0-based index among the objects."""
-    rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not JSON ({e.msg})") from e
-            rows.append({**obj, "row": len(rows)})
-    return rows
-
-
-def _arc_loader(file: str) -> Callable[[Path], list[dict[str, Any]]]:
-    """Reads an llm-foundry ARC file (``query`` already starts with 'Question: ')."""
-    return lambda root: _read_jsonl(root / file)
-
-
-def _load_piqa(root: Path) -> list[dict[str, Any]]:
-    """PIQA validation rows with ``label`` (0: sol1, 1: sol2) from the line-aligned label file."""
-    rows = _read_jsonl(root / "piqa/valid.jsonl")
-    labels = (root / "piqa/valid-labels.lst").read_text(encoding="utf-8").split()
-    if len(labels) != len(rows):
-        raise DataError(f"{root}/piqa: {len(rows)} rows but {len(labels)} labels")
-    return [{**r, "label": int(lab)} for r, lab in zip(rows, labels, strict=True)]
-
-
-def _load_winogrande(root: Path) -> list[dict[str, Any]]:
-    return _read_jsonl(root / "winogrande/winogrande_dev.jsonl")
-
-
-def _load_hellaswag(root: Path) -> list[dict[str, Any]]:
-    return _read_jsonl(root / "hellaswag/hellaswag_val_1k_subset.jsonl")
-
-
-def _load_mmlu(root: Path) -> list[dict[str, Any]]:
-    """MMLU test rows grouped by subject, subjects in the order they first appear."""
-    by_subject: dict[str, list[dict[str, Any]]] = {}
-    for r in _read_jsonl(root / "mmlu/mmlu_test.jsonl"):
-        by_subject.setdefault(r["subject"], []).append(r)
-    return [r for rows in by_subject.values() for r in rows]
-
-
-def _first(
-    rows: list[dict[str, Any]], limit: int | None, group: str | None
-) -> list[dict[str, Any]]:
-    """The first ``limit`` rows, or of each ``group`` (lm-eval's ``limit`` is per task, and a
-    group benchmark such as MMLU is one task per subject)."""
-    if limit is None:
-        return rows
-    if group is None:
-        return rows[:limit]
-    seen: dict[Any, int] = {}
-    out = []
-    for r in rows:
-        seen[r[group]] = seen.get(r[group], 0) + 1
-        if seen[r[group]] <= limit:
-            out.append(r)
-    return out
-
-
-def _hellaswag_preprocess(text: str) -> str:
-    """lm-eval's HellaSwag text clean-up (WikiHow bracket artefacts)."""
-    text = text.strip()
-    text = text.replace(" [title]", ". ")
-    text = re.sub("\\[.*?\\]", "", text)
-    return text.replace("  ", " ")
-
-
-def _hellaswag_process_docs(dataset: Any) -> Any:
-    """lm-eval's ``hellaswag/utils.process_docs``: query, cleaned endings and gold index."""
-
-    def one(doc: dict[str, Any]) -> dict[str, Any]:
-        ctx = doc["ctx_a"] + " " + doc["ctx_b"].capitalize()
-        return {
-            "query": _hellaswag_preprocess(doc["activity_label"] + ": " + ctx),
-            "choices": [_hellaswag_preprocess(e) for e in doc["endings"]],
-            "gold": int(doc["label"]),
-        }
-
-    return dataset.map(one)
-
-
-def _winogrande_gold(doc: dict[str, Any]) -> int:
-    """The right option's index: an int from doc_to_text makes lm-eval score partially."""
-    return int(doc["gold"])
-
-
-def _winogrande_contexts(doc: dict[str, Any]) -> list[str]:
-    """The sentence up to the blank with each option filled in (one context per choice)."""
-    return list(doc["context_options"])
-
-
-def _winogrande_continuation(doc: dict[str, Any]) -> str:
-    """The shared rest of the sentence after the blank, scored under every context."""
-    return str(doc["continuation"]).strip()
-
-
-_SPECS: dict[str, _Benchmark] = {
-    "arc_easy": _Benchmark(
-        ("arc/arc_easy_test.jsonl",),
-        _arc_loader("arc/arc_easy_test.jsonl"),
-        {
-            "doc_to_text": "{{query}}\nAnswer:",
-            "doc_to_choice": "{{choices}}",
-            "doc_to_target": "{{gold}}",
-            "metric_list": [_ACC, _ACC_NORM],
-        },
-    ),
-    "arc_challenge": _Benchmark(
-        ("arc/arc_challenge_test.jsonl",),
-        _arc_loader("arc/arc_challenge_test.jsonl"),
-        {
-            "doc_to_text": "{{query}}\nAnswer:",
-            "doc_to_choice": "{{choices}}",
-            "doc_to_target": "{{gold}}",
-            "metric_list": [_ACC, _ACC_NORM],
-        },
-    ),
-    "piqa": _Benchmark(
-        ("piqa/valid.jsonl", "piqa/valid-labels.lst"),
-        _load_piqa,
-        {
-            "doc_to_text": "Question: {{goal}}\nAnswer:",
-            "doc_to_choice": "{{[sol1, sol2]}}",
-            "doc_to_target": "label",
-            "metric_list": [_ACC, _ACC_NORM],
-        },
-        gold="label",
-    ),
-    "winogrande": _Benchmark(
-        ("winogrande/winogrande_dev.jsonl",),
-        _load_winogrande,
-        {
-            "doc_to_text": _winogrande_gold,
-            "doc_to_choice": _winogrande_contexts,
-            "doc_to_target": _winogrande_continuation,
-            "metric_list": [_ACC],
-        },
-    ),
-    "hellaswag": _Benchmark(
-        ("hellaswag/hellaswag_val_1k_subset.jsonl",),
-        _load_hellaswag,
-        {
-            "process_docs": _hellaswag_process_docs,
-            "doc_to_text": "{{query}}",
-            "doc_to_choice": "choices",
-            "doc_to_target": "{{label}}",
-            "metric_list": [_ACC, _ACC_NORM],
-        },
-    ),
-    "mmlu": _Benchmark(
-        ("mmlu/mmlu_test.jsonl",),
-        _load_mmlu,
-        {
-            "description": _MMLU_DESCRIPTION,
-            "doc_to_text": (
-                "{{question.strip()}}\nA. {{choices[0]}}\nB. {{choices[1]}}\n"
-                "C. {{choices[2]}}\nD. {{choices[3]}}\nAnswer:"
-            ),
-            "doc_to_choice": ["A", "B", "C", "D"],
-            "doc_to_target": "answer",
-            "metric_list": [_ACC],
-        },
-        gold="answer",
-        per="subject",
-    ),
-}
-
-
-def _texts(row: dict[str, Any]) -> list[str]:
-    """A row's text fields (each string, and each string of a list: the choices)."""
-    out: list[str] = []
-    for value in row.values():
-        if isinstance(value, str):
-            out.append(value)
-        elif isinstance(value, list):
-            out += [v for v in value if isinstance(v, str)]
-    return out
-
-
-def _check(benchmarks: Sequence[str], data_dir: str | Path | None) -> tuple[list[str], Path]:
-    """The benchmarks to run (all when empty) and the absolute data folder, or a ConfigError."""
-    if data_dir is None:
-        raise ConfigError("eval.tasks.harness.path: give the folder holding arc/, piqa/, ...")
-    unknown = [b for b in benchmarks if b not in _SPECS]
-    if unknown:
-        raise ConfigError(
-            f"eval.tasks.harness.benchmarks: unknown {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(BENCHMARKS)}"
-        )
-    root = Path(data_dir).expanduser().resolve()
-    chosen = list(dict.fromkeys(benchmarks)) or list(BENCHMARKS)
-    missing = [f for b in chosen for f in _SPECS[b].files if not (root / f).is_file()]
-    if missing:
-        raise ConfigError(f"eval.tasks.harness.path: {root} has no {', '.join(missing)}")
-    return chosen, root
+__all__ = ["BENCHMARKS", "HarnessTask", "make_task", "run_harness"]
 
 
 def _task_config(name: str, root: Path, limit: int | None) -> dict[str, Any]:
     """The lm-eval task config of benchmark ``name``: its first ``limit`` rows from ``root``
     (MMLU: of each subject)."""
-    spec = _SPECS[name]
+    spec = SPECS[name]
 
     def dataset(**_: Any) -> Any:
         import datasets
 
-        rows = _first(spec.load(root), limit, spec.per)
+        rows = first_rows(spec.load(root), limit, spec.per)
         if not rows:
             raise DataError(f"{root}: no rows for {name} in {', '.join(spec.files)}")
         return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
@@ -328,7 +95,7 @@ def _sample_row(benchmark: str, sample: dict[str, Any]) -> dict[str, Any]:
         "benchmark": benchmark,
         "doc_id": int(sample["doc_id"]),
         "row": int(doc["row"]),
-        "gold": int(doc[_SPECS[benchmark].gold]),
+        "gold": int(doc[SPECS[benchmark].gold]),
         "chosen": chosen,
         "correct": bool(sample["acc"]),
         "loglikelihoods": lls,
@@ -370,7 +137,7 @@ def run_harness(
         ConfigError: No data folder, an unknown benchmark or a missing file.
         DataError: A file that is not jsonl, or has no rows.
     """
-    chosen, root = _check(benchmarks, data_dir)
+    chosen, root = check_benchmarks(benchmarks, data_dir)
     from lm_eval.evaluator import evaluate
 
     training = model.training
@@ -429,7 +196,7 @@ class HarnessTask:
         """Every text of every configured benchmark, whatever ``limit`` is (for the
         contamination check): questions, contexts and each choice."""
         return [
-            t for b in self.benchmarks for r in _SPECS[b].load(self.data_dir) for t in _texts(r)
+            t for b in self.benchmarks for r in SPECS[b].load(self.data_dir) for t in row_texts(r)
         ]
 
     def run_on_model(
@@ -448,7 +215,6 @@ class HarnessTask:
         return self._last
 
 
-@register("harness")
-def _harness(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
-    benchmarks, root = _check(t.benchmarks, t.path)
+def make_task(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
+    benchmarks, root = check_benchmarks(t.benchmarks, t.path)
     return HarnessTask(benchmarks, root, t.limit, e.batch_size)

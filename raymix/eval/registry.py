@@ -31,7 +31,7 @@ TASKS: dict[str, TaskEntry] = {
     "mt_bench": TaskEntry("raymix.eval.mt_bench:_mt_bench", "judged"),
     "mt_bench_pairwise": TaskEntry("raymix.eval.mt_bench_pairwise:_mt_bench_pairwise", "judged"),
     "alpaca_eval": TaskEntry("raymix.eval.alpaca_eval:_alpaca_eval", "judged"),
-    "harness": TaskEntry("raymix.eval.harness:_harness", "loglikelihood"),
+    "harness": TaskEntry("raymix.eval.harness:make_task", "loglikelihood"),
 }
 
 
