@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,17 +21,32 @@ def read_text(path: str | Path) -> str:
     path = Path(path)
     try:
         raw = path.read_bytes()
-        if path.name.lower().endswith(".gz"):
-            raw = gzip.decompress(raw)
-    except OSError as e:  # gzip.BadGzipFile is an OSError too
+    except OSError as e:
         raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    if path.name.lower().endswith(".gz"):
+        raw = gunzip(path, raw)
+    return decode_text(path, raw)
+
+
+def gunzip(path: str | Path, raw: bytes) -> bytes:
+    """The decompressed bytes of ``path`` (a DataError when they are not gzip)."""
     try:
-        return raw.decode("utf-8").removeprefix("\ufeff")
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: not a readable gzip file ({e})") from None
+
+
+def decode_text(path: str | Path, raw: bytes) -> str:
+    """UTF-8 text of ``path``'s bytes, without a byte-order mark (a DataError names the byte)."""
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
+        where = "of the decompressed data" if str(path).lower().endswith(".gz") else ""
         raise DataError(
             f"{path}: not UTF-8 text: undecodable byte 0x{raw[e.start]:02x} at byte offset "
-            f"{e.start}"
+            f"{e.start} {where}".rstrip()
         ) from None
+    return text.removeprefix("\ufeff")
 
 
 def iter_jsonl(path: str | Path, text: str) -> Iterator[tuple[int, Any]]:

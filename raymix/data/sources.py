@@ -11,12 +11,10 @@ counts go into the manifest, so a plan names exactly the data it was drawn from.
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import io
 import json
 import re
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 
 from raymix.config.schema import SourceConfig
 from raymix.data import synthetic
+from raymix.data.files import decode_text, gunzip, iter_jsonl
 from raymix.data.formats import (
     FLAN_COT_COLUMNS,
     check_field_map,
@@ -279,9 +278,9 @@ def _parse_file(path: Path, raw: bytes, fmt: str) -> list[_RawRow]:
     if name.endswith(".parquet"):
         return _parquet_rows(path, raw)
     if name.endswith(".gz"):
-        raw = _gunzip(path, raw)
+        raw = gunzip(path, raw)
         name = name.removesuffix(".gz")
-    text = _decode(path, raw)
+    text = decode_text(path, raw)
     if name.endswith(".jsonl"):
         return list(_jsonl_rows(path, text))
     if name.endswith(".json"):
@@ -293,36 +292,9 @@ def _parse_file(path: Path, raw: bytes, fmt: str) -> list[_RawRow]:
     raise DataError(f"{path}: unknown file type; allowed: {', '.join(FILE_SUFFIXES)}")
 
 
-def _gunzip(path: Path, raw: bytes) -> bytes:
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"{path}: not a readable gzip file ({e})") from None
-
-
-def _decode(path: Path, raw: bytes) -> str:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        where = "of the decompressed data" if path.name.lower().endswith(".gz") else ""
-        raise DataError(
-            f"{path}: not UTF-8 text: undecodable byte 0x{raw[e.start]:02x} at byte offset "
-            f"{e.start} {where}".rstrip()
-        ) from None
-    return text.removeprefix("\ufeff")
-
-
 def _jsonl_rows(path: Path, text: str) -> Iterator[_RawRow]:
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            yield _RawRow(f"line {lineno}", json.loads(line))
-        except json.JSONDecodeError as e:
-            raise DataError(
-                f"{path}:{lineno}: malformed JSON: {e.msg} (column {e.colno}); "
-                "expected one JSON object per line"
-            ) from None
+    for lineno, row in iter_jsonl(path, text):
+        yield _RawRow(f"line {lineno}", row)
 
 
 def _json_rows(path: Path, text: str) -> list[_RawRow]:
