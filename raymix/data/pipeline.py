@@ -16,6 +16,7 @@ import numpy as np
 
 from raymix.config.schema import ExperimentConfig, SourceConfig
 from raymix.data.cache import TokenCache, build_cache, cache_dir, cache_key, tokenizer_fingerprint
+from raymix.data.files import write_atomic
 from raymix.data.sources import (
     DEFAULT_SYNTHETIC_SIZE,
     SYNTHETIC_PREFIX,
@@ -155,10 +156,7 @@ def builtin_tokenizer(cfg: ExperimentConfig, root: Path | None = None) -> str:
             texts.append("".join(t for t, _ in render(cfg.template, rec["messages"], EOS)))
     spec = train_builtin(texts, cfg.tokenizer.vocab_size)
     if None not in fps:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{id(texts)}.tmp")
-        tmp.write_text(spec)
-        tmp.replace(path)
+        write_atomic(path, spec)
     return spec
 
 

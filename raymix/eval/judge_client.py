@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from typing import Any
 
 from raymix.config.schema import EvalTaskConfig, JudgeConfig
 from raymix.data.cache import cache_dir
+from raymix.data.files import write_atomic
 from raymix.errors import ConfigError
 
 __all__ = ["Chat", "JudgeClient", "Judgement", "TopLogprobs", "client_for", "task_path"]
@@ -118,10 +118,7 @@ class JudgeClient:
             "text": got.text,
             "top_logprobs": got.top_logprobs,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-            json.dump(record, f, ensure_ascii=False)
-        os.replace(f.name, path)
+        write_atomic(path, json.dumps(record, ensure_ascii=False))
 
     def _openai(self) -> Any:
         with self._lock:
