@@ -20,7 +20,8 @@ from raymix.data.sources import heldout_records
 from raymix.errors import ConfigError
 from raymix.eval.generate import answer_sharded
 from raymix.eval.loss import heldout_loss
-from raymix.eval.tasks import Task, answer_all, task_factory
+from raymix.eval.protocol import Task, answer_all
+from raymix.eval.registry import task_factory
 from raymix.tracking import MetricLogger, MlflowTracker, resolve_uri
 
 

@@ -12,7 +12,8 @@ from raymix.data.batches import Example
 from raymix.data.sources import heldout_records
 from raymix.eval.generate import answer_sharded
 from raymix.eval.loss import heldout_loss
-from raymix.eval.tasks import answer_all, build_tasks
+from raymix.eval.protocol import answer_all
+from raymix.eval.registry import build_tasks
 
 
 class Evaluator:

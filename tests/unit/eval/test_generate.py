@@ -54,3 +54,40 @@ def test_sampling_is_seeded(model_and_tokenizer) -> None:  # type: ignore[no-unt
 def test_stop_strings_cut_the_answer() -> None:
     assert _cut("4\n### Instruction: more", ["### Instruction"]) == "4\n"
     assert _cut("no stop", ["USER:"]) == "no stop"
+
+
+def _answers(rank: int, world: int) -> list[str]:
+    """answer_sharded on rank ``rank`` of ``world`` (greedy, batches of 2, 5 requests)."""
+    from raymix.config import validate
+    from raymix.eval.generate import answer_sharded
+    from raymix.eval.protocol import Request
+    from tests.conftest import tiny_experiment
+    from tests.unit.train import dist
+
+    cfg = validate(
+        tiny_experiment(
+            model={"name": "tiny", "tiny": dist.TINY},
+            eval={"max_new_tokens": 6, "batch_size": 2},
+        ),
+        origin="test",
+    )
+    cfg = cfg.model_copy(update={"template": "tokenizer"})
+    tok = dist.tokenizer()
+    # prompts end with the user's words, so even the untrained model answers each differently
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    model = build_model(cfg.model, tok, 0, "float32")
+    requests = [
+        Request([{"role": "user", "content": f"token {i} word {i * 3}" * (1 + i % 3)}])
+        for i in range(5)
+    ]
+    return answer_sharded(model, tok, requests, cfg, rank, world)
+
+
+@pytest.mark.slow
+def test_sharded_answers_on_two_ranks_equal_one_process() -> None:
+    from tests.unit.train import dist
+
+    (alone,) = dist.run_ranks(_answers, 1)
+    together = dist.run_ranks(_answers, 2)
+    assert len(alone) == 5 and len(set(alone)) > 1
+    assert together[0] == together[1] == alone, "every rank gets every answer, in order"
