@@ -378,7 +378,9 @@ class EvalTaskConfig(_Strict):
     """The benchmark's local file or folder: required for harness (the folder holding arc/,
     piqa/, ...), mt_bench and alpaca_eval; gsm8k and humaneval default to the Hugging Face hub."""
     limit: PositiveInt | None = 64
-    """Evaluate at most this many rows (per source for heldout); None for all."""
+    """Evaluate at most this many rows: per source for heldout, per task for harness (so per
+    subject for MMLU, as lm-evaluation-harness counts it); None for all. The contamination check
+    always compares the whole eval set."""
     samples: PositiveInt = 1
     """humaneval: samples per problem (set eval.temperature > 0 for more than one)."""
     shots: NonNegInt = 0
