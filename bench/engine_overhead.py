@@ -33,6 +33,7 @@ def main() -> None:
     from raymix.data.mixture import build_plan
     from raymix.data.pipeline import prepare_data
     from raymix.train.engine import build_engine
+    from raymix.train.loop import optimizer_step
     from raymix.train.model import build_model
 
     torch.set_num_threads(1)
@@ -44,9 +45,7 @@ def main() -> None:
     _, tok, sources = prepare_data(cfg)
     plan = build_plan(cfg, "all", sources)
     rows = [
-        sources[n].cache.example(i)
-        for n, p in plan["stages"][0]["sources"].items()
-        for i in p["row_ids"]
+        sources[n].cache.example(i) for n, p in plan.stages[0].sources.items() for i in p.row_ids
     ]
     batches = [
         collate(rows[i : i + MICRO], tok.pad_token_id) for i in range(0, MICRO * STEPS, MICRO)
@@ -77,9 +76,7 @@ def main() -> None:
         for k, b in enumerate(batches):
             if k == WARM:
                 start = time.perf_counter()
-            loss = engine(**b).loss
-            engine.backward(loss)
-            engine.step()
+            optimizer_step(engine, [b], 1)  # the workers' step: loss per target token
         return (STEPS - WARM) / (time.perf_counter() - start)
 
     runs: dict[str, list[float]] = {"plain": [], "zero0": [], "zero2": []}

@@ -1,8 +1,9 @@
 """Tokenize records with a template into (input_ids, labels) and cut them into padded batches.
 
-Labels are -100 outside assistant turns, so the loss falls only on responses. Examples are
-sharded across ranks with wrap-around padding (as DistributedSampler does) so every rank runs the
-same number of steps, which collectives (and ZeRO-3) need.
+Labels are -100 outside assistant turns, so the loss falls only on responses. Evaluation shards
+examples across ranks with wrap-around padding copies of weight 0 (no loss), so every rank runs
+the same number of forward passes, which collectives (and ZeRO-3) need; training tops ranks up
+with empty rows instead (``raymix.train.schedule``).
 """
 
 from __future__ import annotations
