@@ -58,8 +58,8 @@ def plain_loop(cfg, tokenizer_json: str) -> tuple[float, float]:  # type: ignore
     plan = build_plan(cfg, MIXTURE, sources)
     examples = [
         sources[n].cache.example(i)
-        for n, part in sorted(plan["stages"][0]["sources"].items())
-        for i in part["row_ids"]
+        for n, part in sorted(plan.stages[0].sources.items())
+        for i in part.row_ids
     ]
     order = epoch_order(len(examples), cfg.seed, 0)
     examples = [examples[int(i)] for i in order]

@@ -6,8 +6,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from raymix.errors import RaymixError
+
+if TYPE_CHECKING:
+    from raymix.data.plan import Plan
 
 EXIT_USER_ERROR = 2
 
@@ -169,20 +173,20 @@ def _data_mix(cfg, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-
         print(json.dumps(out[names[0]] if len(names) == 1 else out, indent=1))
         return 0
     for name, p in plans.items():
-        print(f"{name}  (hash {p['hash'][:12]})")
-        for stage in p["stages"]:
+        print(f"{name}  (hash {p.hash[:12]})")
+        for stage in p.stages:
             parts = ", ".join(
-                f"{k} {v['count']} rows / {v['tokens']} tokens" for k, v in stage["sources"].items()
+                f"{k} {v.count} rows / {v.tokens} tokens" for k, v in stage.sources.items()
             )
-            print(f"  {stage['name']} x{stage['epochs']} epochs: {parts}")
-        for src, reasons in p["dropped"].items():
-            t = p["truncation"][src]
+            print(f"  {stage.name} x{stage.epochs} epochs: {parts}")
+        for src, reasons in p.dropped.items():
+            t = p.truncation[src]
             drops = ", ".join(f"{k} {v}" for k, v in reasons.items())
             print(
                 f"  {src}: dropped {drops}; truncated {t['truncated_tokens']} of "
                 f"{t['tokens']} tokens ({100 * t['share']:.1f}%)"
             )
-            for task, why in p["lost_subtasks"].get(src, {}).items():
+            for task, why in p.lost_subtasks.get(src, {}).items():
                 print(f"    lost sub-task {task}: " + ", ".join(f"{k} {v}" for k, v in why.items()))
     return 0
 
@@ -214,23 +218,22 @@ def _data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_summary(plan: dict) -> dict:  # type: ignore[type-arg]
+def _plan_summary(plan: Plan) -> dict[str, Any]:
     return {
-        "hash": plan["hash"],
+        "hash": plan.hash,
         "stages": [
             {
-                "name": st["name"],
-                "epochs": st["epochs"],
+                "name": st.name,
+                "epochs": st.epochs,
                 "sources": {
-                    k: {"count": v["count"], "tokens": v["tokens"]}
-                    for k, v in st["sources"].items()
+                    k: {"count": v.count, "tokens": v.tokens} for k, v in st.sources.items()
                 },
             }
-            for st in plan["stages"]
+            for st in plan.stages
         ],
-        "dropped": plan["dropped"],
-        "lost_subtasks": plan["lost_subtasks"],
-        "truncation": plan["truncation"],
+        "dropped": plan.dropped,
+        "lost_subtasks": plan.lost_subtasks,
+        "truncation": plan.truncation,
     }
 
 

@@ -11,8 +11,6 @@ tokens cut by truncation, and a content hash over all of it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -26,6 +24,7 @@ from raymix.config.schema import (
     SpecialisedRatioMixture,
 )
 from raymix.data.pipeline import PreparedSource
+from raymix.data.plan import Plan, PlanStage, StageSource
 from raymix.data.rounding import largest_remainder
 from raymix.data.sources import rng_for
 from raymix.data.strategies import compile_stages, stage_epochs
@@ -42,7 +41,7 @@ def build_plan(
     mixture: str,
     sources: Mapping[str, PreparedSource],
     contamination: Flagged | None = None,
-) -> dict[str, Any]:
+) -> Plan:
     """Compile the named mixture of ``cfg`` into its plan (see the module docstring).
 
     ``contamination`` names, per eval task and source, the rows that overlap the eval set; with
@@ -67,36 +66,36 @@ def build_plan(
     rows = _rows(cfg, mixture, spec, sources)
     stages = compile_stages(cfg, rows, {n: s.ability for n, s in sources.items()})
     epochs = stage_epochs(cfg, len(stages))
-    plan: dict[str, Any] = {
-        "version": PLAN_VERSION,
-        "experiment": cfg.name,
-        "mixture": mixture,
-        "spec": spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec),
-        "seed": cfg.seed,
-        "strategy": cfg.strategy.model_dump(mode="json"),
-        "template": cfg.template,
-        "max_length": cfg.train.max_length,
-        "stages": [
-            {
-                "name": name,
-                "epochs": e,
-                "sources": {
-                    n: {
-                        "count": len(ids),
-                        "tokens": _tokens(sources[n], ids),
-                        "truncated_tokens": sources[n].cache.truncated_tokens(ids),
-                        "row_ids": ids,
-                    }
+    plan = Plan(
+        version=PLAN_VERSION,
+        experiment=cfg.name,
+        mixture=mixture,
+        spec=spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec),
+        seed=cfg.seed,
+        strategy=cfg.strategy.model_dump(mode="json"),
+        template=cfg.template,
+        max_length=cfg.train.max_length,
+        stages=[
+            PlanStage(
+                name,
+                e,
+                {
+                    n: StageSource(
+                        count=len(ids),
+                        tokens=_tokens(sources[n], ids),
+                        truncated_tokens=sources[n].cache.truncated_tokens(ids),
+                        row_ids=ids,
+                    )
                     for n, ids in sorted(parts.items())
                 },
-            }
+            )
             for (name, parts), e in zip(stages, epochs, strict=True)
         ],
-        "heldout": {n: s.heldout_ids for n, s in sorted(sources.items())},
-        "fingerprints": {n: s.fingerprint for n, s in sorted(sources.items())},
-        "token_caches": {n: s.cache.key for n, s in sorted(sources.items())},
-        "cleaning": {n: s.cleaning for n, s in sorted(sources.items())},
-        "overlong": {
+        heldout={n: s.heldout_ids for n, s in sorted(sources.items())},
+        fingerprints={n: s.fingerprint for n, s in sorted(sources.items())},
+        token_caches={n: s.cache.key for n, s in sorted(sources.items())},
+        cleaning={n: s.cleaning for n, s in sorted(sources.items())},
+        overlong={
             n: {
                 "policy": cfg.train.overlong,
                 "rows": int(s.cache.meta.get("overlong", 0)),
@@ -104,19 +103,19 @@ def build_plan(
             }  # fmt: skip
             for n, s in sorted(sources.items())
         },
-        "dropped": {
+        dropped={
             n: {**s.dropped(), "contamination": dropped[n] if cfg.eval.contamination.drop else 0}
             for n, s in sorted(sources.items())
         },
-        "lost_subtasks": {
-            n: s.lost_subtasks for n, s in sorted(sources.items()) if s.lost_subtasks
-        },
-        "truncation": {n: s.truncation() for n, s in sorted(sources.items())},
-    }
-    if contamination is not None:
-        plan["contamination"] = _contamination(cfg, contamination, before, rows, dropped)
-    plan["hash"] = plan_hash(plan)
-    return plan
+        lost_subtasks={n: s.lost_subtasks for n, s in sorted(sources.items()) if s.lost_subtasks},
+        truncation={n: s.truncation() for n, s in sorted(sources.items())},
+        contamination=(
+            None
+            if contamination is None
+            else _contamination(cfg, contamination, before, rows, dropped)
+        ),
+    )
+    return plan.with_hash()
 
 
 def _contamination(
@@ -240,18 +239,3 @@ def _tokens(source: PreparedSource, ids: Sequence[int]) -> int:
     return (
         int(np.asarray(source.cache.lengths)[np.asarray(ids, dtype=np.int64)].sum()) if ids else 0
     )
-
-
-def plan_hash(plan: Mapping[str, Any]) -> str:
-    """sha256 over the canonical JSON of everything in the plan but the hash itself."""
-    body = {k: v for k, v in plan.items() if k != "hash"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def summary(plan: Mapping[str, Any]) -> dict[str, int]:
-    """Rows per source over all stages (for params and tables)."""
-    out: dict[str, int] = {}
-    for stage in plan["stages"]:
-        for name, part in stage["sources"].items():
-            out[name] = out.get(name, 0) + part["count"]
-    return out

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from raymix.config import ExperimentConfig, dump, flatten, with_params
-from raymix.data.mixture import build_plan, summary
+from raymix.data.mixture import build_plan
 from raymix.data.pipeline import prepare_data
+from raymix.data.plan import Plan
 from raymix.tracking import MlflowTracker
 from raymix.tracking.mlflow_tracker import CHECKPOINT_TAG
 from raymix.train.launch import build_trainer
@@ -43,16 +44,16 @@ def run_trial(
     tracker = MlflowTracker(tracking_uri)
     run_id = tracker.trial_run(experiment_id, parent_run_id, trial_id, f"{mixture}-{trial_id}")
     tracker.log_params(run_id, trial_params(cfg, mixture, plan))
-    tracker.log_json(run_id, plan, "manifest.json")
+    tracker.log_json(run_id, plan.to_json(), "manifest.json")
     tracker.log_text(run_id, dump(cfg), "config.yaml")
-    if "contamination" in plan:
+    if plan.contamination is not None:
         tracker.log_metrics(run_id, contamination_metrics(plan), step=0)
 
     trainer = build_trainer(
         cfg,
         {
             "experiment": cfg.model_dump_json(),
-            "plan": plan,
+            "plan": plan.to_json(),
             "tokenizer": tokenizer,
             "tracking_uri": tracking_uri,
             "run_id": run_id,
@@ -74,7 +75,7 @@ def run_trial(
     tracker.finish(run_id)
 
 
-def trial_params(cfg: ExperimentConfig, mixture: str, plan: dict[str, Any]) -> dict[str, Any]:
+def trial_params(cfg: ExperimentConfig, mixture: str, plan: Plan) -> dict[str, Any]:
     """The child run's params: flattened config (dots), the mixture name, rows per source, and
     per source the rows dropped before sampling (``data.<source>.dropped.<reason>``), its
     emptied sub-tasks (``data.<source>.lost_subtasks``) and the tokens truncation cuts
@@ -86,28 +87,28 @@ def trial_params(cfg: ExperimentConfig, mixture: str, plan: dict[str, Any]) -> d
     params = flatten(raw)
     params.update(flatten(sources, "sources."))
     params["mixture.name"] = mixture
-    params["mixture.hash"] = plan["hash"]
-    counts = summary(plan)
+    params["mixture.hash"] = plan.hash
+    counts = plan.rows_per_source()
     for name in sorted(sources):
         params[f"mixture.{name}"] = counts.get(name, 0)
-    for name, reasons in plan.get("dropped", {}).items():
+    for name, reasons in plan.dropped.items():
         for reason, n in reasons.items():
             params[f"data.{name}.dropped.{reason}"] = n
-    for name, lost in plan.get("lost_subtasks", {}).items():
+    for name, lost in plan.lost_subtasks.items():
         params[f"data.{name}.lost_subtasks"] = ", ".join(lost)
-    for name, t in plan.get("truncation", {}).items():
+    for name, t in plan.truncation.items():
         params[f"data.{name}.tokens"] = t["tokens"]
         params[f"data.{name}.truncated_tokens"] = t["truncated_tokens"]
         params[f"data.{name}.truncated_share"] = round(t["share"], 4)
     return params
 
 
-def contamination_metrics(plan: dict[str, Any]) -> dict[str, float]:
+def contamination_metrics(plan: Plan) -> dict[str, float]:
     """Per eval task and source, the rows that overlap the task's whole eval set:
     ``contamination/<task>/<source>`` (share) and ``.../rows`` in the plan as trained (0 after
     ``drop: true``), ``.../pool_share`` and ``.../pool_rows`` in the source's training pool before
     any drop, and ``.../dropped`` (rows dropped for any task) when dropping."""
-    c = plan["contamination"]
+    c = plan.contamination or {"tasks": {}}
     out: dict[str, float] = {}
     for task, per in c["tasks"].items():
         for src, x in per.items():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from raymix.data.mixture import plan_hash
+from raymix.data.plan import plan_hash
 from tests.conftest import ROOT, tiny_experiment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -121,10 +121,8 @@ def test_the_sub_task_warning_is_printed_on_every_prepare(tmp_path: Path, caplog
         ]
     assert sources["nlp"].lost_subtasks == {"trec": {"dropped_empty": 4}}
     plan = build_plan(cfg, "m", sources)
-    assert plan["lost_subtasks"] == {"nlp": {"trec": {"dropped_empty": 4}}}
-    assert plan["dropped"] == {
-        "nlp": {"bad_turns": 0, "empty": 4, "overlong": 0, "contamination": 0}
-    }
+    assert plan.lost_subtasks == {"nlp": {"trec": {"dropped_empty": 4}}}
+    assert plan.dropped == {"nlp": {"bad_turns": 0, "empty": 4, "overlong": 0, "contamination": 0}}
 
 
 def test_more_than_five_percent_dropped_is_warned(tmp_path: Path) -> None:
@@ -168,16 +166,16 @@ def test_truncated_tokens_are_counted_exactly(tmp_path: Path) -> None:
         "share": sum(cut) / sum(full),
     }
     plan = build_plan(cfg, "m", sources)
-    assert plan["truncation"]["nlp"] == src.truncation()
-    (part,) = plan["stages"][0]["sources"].values()
-    assert part["truncated_tokens"] == sum(cut[i] for i in part["row_ids"])
-    assert part["tokens"] == sum(full[i] - cut[i] for i in part["row_ids"])
+    assert plan.truncation["nlp"] == src.truncation()
+    (part,) = plan.stages[0].sources.values()
+    assert part.truncated_tokens == sum(cut[i] for i in part.row_ids)
+    assert part.tokens == sum(full[i] - cut[i] for i in part.row_ids)
 
     dropped = build_plan(_cfg(tmp_path, rows, max_length=48, overlong="drop"), "m", sources)
     src2 = prepare_data(_cfg(tmp_path, rows, max_length=48, overlong="drop"))[2]["nlp"]
     assert src2.truncation()["truncated_tokens"] == 0  # dropped, not cut
     assert src2.dropped()["overlong"] == sum(1 for c in cut if c)
-    assert dropped["max_length"] == 48
+    assert dropped.max_length == 48
 
 
 def test_data_mix_shows_drops_and_truncation(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -191,10 +189,10 @@ def test_data_mix_shows_drops_and_truncation(tmp_path: Path, capsys) -> None:  #
         "nlp": {"bad_turns": 0, "empty": 4, "overlong": 0, "contamination": 0}
     }
     assert out["lost_subtasks"] == {"nlp": {"trec": {"dropped_empty": 4}}}
-    assert out["truncation"] == plan["truncation"] and out["truncation"]["nlp"]["tokens"] > 0
+    assert out["truncation"] == plan.truncation and out["truncation"]["nlp"]["tokens"] > 0
     assert main(["data", "mix", str(path)]) == 0
     text = capsys.readouterr().out
-    t = plan["truncation"]["nlp"]
+    t = plan.truncation["nlp"]
     assert (
         f"  nlp: dropped bad_turns 0, empty 4, overlong 0, contamination 0; truncated "
         f"{t['truncated_tokens']} of {t['tokens']} tokens ({100 * t['share']:.1f}%)\n"
@@ -215,7 +213,7 @@ def test_trial_params_carry_drops_and_truncation(tmp_path: Path) -> None:
         "data.nlp.dropped.contamination": 0,
     }
     assert params["data.nlp.lost_subtasks"] == "trec"
-    t = plan["truncation"]["nlp"]
+    t = plan.truncation["nlp"]
     assert params["data.nlp.tokens"] == t["tokens"]
     assert params["data.nlp.truncated_tokens"] == t["truncated_tokens"]
     assert params["data.nlp.truncated_share"] == round(t["share"], 4)
@@ -253,6 +251,6 @@ def test_real_sharegpt_subset_reports_its_truncated_share(shared_data: Path) -> 
     )
     cfg = validate(raw, origin="test")
     plan = build_plan(cfg, "m", prepare_data(cfg)[2])
-    t = plan["truncation"]["sharegpt"]
+    t = plan.truncation["sharegpt"]
     assert t["truncated_tokens"] == prepare_data(cfg)[2]["sharegpt"].cache.meta["truncated_tokens"]
     assert 0.6 < t["share"] < 0.8, t

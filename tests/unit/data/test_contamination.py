@@ -11,7 +11,7 @@ import pytest
 
 from raymix.config import validate
 from raymix.data.contamination import contaminated_rows, ngrams
-from raymix.data.mixture import build_plan, summary
+from raymix.data.mixture import build_plan
 from raymix.data.pipeline import prepare_data
 from raymix.data.records import chat
 from raymix.data.sources import load_records
@@ -60,17 +60,16 @@ def test_heldout_duplicates_are_counted_and_dropped_on_request() -> None:
     flagged = find_contamination(cfg, sources)
     assert flagged is not None and flagged["heldout"]["code"]
     counted = build_plan(cfg, "m", sources, flagged)
-    c = counted["contamination"]["tasks"]["heldout"]["code"]
-    assert (
-        0 < c["plan_rows"] <= c["plan_total"] == 200 and counted["contamination"]["dropped"] == {}
-    )
+    assert counted.contamination is not None
+    c = counted.contamination["tasks"]["heldout"]["code"]
+    assert 0 < c["plan_rows"] <= c["plan_total"] == 200 and counted.contamination["dropped"] == {}
 
     cfg = _cfg(drop=True)
     dropped = build_plan(cfg, "m", sources, flagged)
-    d = dropped["contamination"]
-    assert d["dropped"]["code"] == c["pool_rows"] > 0
+    d = dropped.contamination
+    assert d is not None and d["dropped"]["code"] == c["pool_rows"] > 0
     assert d["tasks"]["heldout"]["code"]["plan_rows"] == 0
-    assert summary(dropped) == {"code": 200}  # still exact, drawn from the clean rows
+    assert dropped.rows_per_source() == {"code": 200}  # still exact, drawn from the clean rows
 
 
 def test_no_check_without_eval_tasks() -> None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raymix.config import validate
-from raymix.data.mixture import build_plan, draw_rows, summary
+from raymix.data.mixture import build_plan, draw_rows
 from raymix.data.pipeline import prepare_data
 from raymix.data.sources import rng_for
 from raymix.errors import ConfigError
@@ -31,35 +31,33 @@ def test_counts_are_exact_for_counts_and_fractions() -> None:
     cfg = _cfg()
     plan = build_plan(cfg, "both", load_sources(cfg))
     pool = 300 - 32
-    assert summary(plan) == {"math": 100, "code": round(0.5 * pool)}
-    part = plan["stages"][0]["sources"]["code"]
-    assert len(part["row_ids"]) == part["count"]
+    assert plan.rows_per_source() == {"math": 100, "code": round(0.5 * pool)}
+    part = plan.stages[0].sources["code"]
+    assert len(part.row_ids) == part.count
 
 
 def test_same_seed_same_plan_other_seed_other_rows() -> None:
     a = build_plan(_cfg(0), "both", load_sources(_cfg(0)))
     b = build_plan(_cfg(0), "both", load_sources(_cfg(0)))
     c = build_plan(_cfg(1), "both", load_sources(_cfg(1)))
-    assert a == b and a["hash"] == b["hash"]
-    assert a["hash"] != c["hash"]
-    assert (
-        a["stages"][0]["sources"]["math"]["row_ids"] != c["stages"][0]["sources"]["math"]["row_ids"]
-    )
+    assert a == b and a.hash == b.hash
+    assert a.hash != c.hash
+    assert a.stages[0].sources["math"].row_ids != c.stages[0].sources["math"].row_ids
 
 
 def test_heldout_rows_never_train() -> None:
     cfg = _cfg(grid={"all": {"math": 2.0, "code": 1.0}})
     sources = load_sources(cfg)
     plan = build_plan(cfg, "all", sources)
-    for name, part in plan["stages"][0]["sources"].items():
-        assert not set(part["row_ids"]) & set(plan["heldout"][name])
-        assert len(plan["heldout"][name]) == 32
+    for name, part in plan.stages[0].sources.items():
+        assert not set(part.row_ids) & set(plan.heldout[name])
+        assert len(plan.heldout[name]) == 32
 
 
 def test_upsampling_repeats_the_pool_then_samples_the_rest() -> None:
     cfg = _cfg(grid={"up": {"math": 2.5}})
     plan = build_plan(cfg, "up", load_sources(cfg))
-    ids = plan["stages"][0]["sources"]["math"]["row_ids"]
+    ids = plan.stages[0].sources["math"].row_ids
     counts = Counter(ids)
     assert len(ids) == round(2.5 * 268)
     assert set(counts.values()) == {2, 3}
