@@ -277,7 +277,7 @@ def _alpaca_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     return metrics
 
 
-def _alpaca_eval(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
+def make_task(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
     """The ``alpaca_eval`` task (listed in :data:`raymix.eval.registry.TASKS`)."""
     path = task_path(t, "an AlpacaEval file (json array or jsonl rows with 'instruction')")
     judge, runs = client_for(t)

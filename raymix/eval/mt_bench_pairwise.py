@@ -163,7 +163,7 @@ def _pairwise_metrics(rows: Sequence[dict[str, Any]], runs: int) -> dict[str, fl
     return metrics
 
 
-def _mt_bench_pairwise(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
+def make_task(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
     """The ``mt_bench_pairwise`` task (listed in :data:`raymix.eval.registry.TASKS`)."""
     path = task_path(t, "MT-Bench's question.jsonl")
     if not t.baseline:

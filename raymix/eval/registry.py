@@ -28,9 +28,9 @@ TASKS: dict[str, TaskEntry] = {
     "heldout": TaskEntry("raymix.eval.heldout:make_task", "generate"),
     "gsm8k": TaskEntry("raymix.eval.gsm8k:make_task", "generate"),
     "humaneval": TaskEntry("raymix.eval.humaneval:make_task", "generate"),
-    "mt_bench": TaskEntry("raymix.eval.mt_bench:_mt_bench", "judged"),
-    "mt_bench_pairwise": TaskEntry("raymix.eval.mt_bench_pairwise:_mt_bench_pairwise", "judged"),
-    "alpaca_eval": TaskEntry("raymix.eval.alpaca_eval:_alpaca_eval", "judged"),
+    "mt_bench": TaskEntry("raymix.eval.mt_bench:make_task", "judged"),
+    "mt_bench_pairwise": TaskEntry("raymix.eval.mt_bench_pairwise:make_task", "judged"),
+    "alpaca_eval": TaskEntry("raymix.eval.alpaca_eval:make_task", "judged"),
     "harness": TaskEntry("raymix.eval.harness:make_task", "loglikelihood"),
 }
 

@@ -18,7 +18,7 @@ from raymix.config import ExperimentConfig
 from raymix.data.contamination import contaminated_rows, eval_ngrams
 from raymix.data.pipeline import PreparedSource
 from raymix.data.sources import load_records
-from raymix.eval.tasks import build_tasks
+from raymix.eval.registry import build_tasks
 
 log = logging.getLogger("raymix")
 

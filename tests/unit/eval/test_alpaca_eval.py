@@ -16,7 +16,8 @@ import pytest
 from raymix.config.schema import EvalConfig, EvalTaskConfig, JudgeConfig
 from raymix.eval.alpaca_eval import alpaca_eval_chat, trial_first
 from raymix.eval.alpaca_metrics import head_to_head, length_controlled_minimal_win_rate
-from raymix.eval.tasks import Request, answer_all, task_factory
+from raymix.eval.protocol import Request, answer_all
+from raymix.eval.registry import task_factory
 from tests.unit.eval.conftest import KEY_ENV, FakeJudge
 
 ASSETS = Path(__file__).parents[2] / "assets" / "alpaca_eval"

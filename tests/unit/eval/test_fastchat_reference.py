@@ -23,7 +23,7 @@ from raymix.eval.mt_bench import (
     parse_rating,
     single_prompt,
 )
-from raymix.eval.tasks import answer_all
+from raymix.eval.protocol import answer_all
 
 COUNTS: Counter[str] = Counter()
 """Inputs compared with FastChat, per kind (printed at the end of the module's tests)."""

@@ -13,7 +13,8 @@ from raymix.config.schema import EvalConfig, EvalTaskConfig, JudgeConfig
 from raymix.errors import ConfigError
 from raymix.eval.humaneval import read_jsonl
 from raymix.eval.mt_bench import parse_pair_verdict, parse_rating, reference_for
-from raymix.eval.tasks import Request, answer_all, task_factory
+from raymix.eval.protocol import Request, answer_all
+from raymix.eval.registry import task_factory
 from tests.unit.eval.conftest import KEY_ENV, FakeJudge
 
 
