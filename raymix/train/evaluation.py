@@ -9,6 +9,7 @@ from typing import Any
 
 from raymix.config.schema import ExperimentConfig
 from raymix.data.batches import Example
+from raymix.data.plan import Plan
 from raymix.data.sources import heldout_records
 from raymix.eval.generate import answer_sharded
 from raymix.eval.loss import heldout_loss
@@ -25,7 +26,7 @@ class Evaluator:
         engine: Any,
         tokenizer: Any,
         eval_sets: dict[str, list[Example]],
-        plan: dict[str, Any],
+        plan: Plan,
         rank: int,
         world: int,
     ) -> None:
@@ -61,7 +62,7 @@ class Evaluator:
             return answer_sharded(module, tok, requests, cfg, self.rank, self.world, synced)
 
         out: dict[str, float] = {}
-        for task in build_tasks(cfg, heldout_records(cfg.sources, self.plan["heldout"], cfg.seed)):
+        for task in build_tasks(cfg, heldout_records(cfg.sources, self.plan.heldout, cfg.seed)):
             if hasattr(task, "run_on_model"):  # log-likelihood tasks (the harness) on one process
                 if synced:
                     warnings.warn(

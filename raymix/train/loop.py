@@ -19,6 +19,7 @@ from typing import Any
 
 from raymix.config.schema import ExperimentConfig
 from raymix.data.batches import IGNORE, Example, collate
+from raymix.data.plan import Plan
 from raymix.eval.loss import target_tokens, token_loss_sum
 from raymix.train.engine import reset_optimizer_state
 from raymix.train.evaluation import Evaluator
@@ -104,6 +105,7 @@ class Loop:
         engine: Any,
         tokenizer: Any,
         eval_sets: dict[str, list[Example]],
+        plan: Plan,
         rank: int,
         world: int,
         config: dict[str, Any],
@@ -116,7 +118,7 @@ class Loop:
             from raymix.tracking import MetricLogger
 
             self.logger = MetricLogger(config["tracking_uri"], config["run_id"])
-        self.evals = Evaluator(cfg, engine, tokenizer, eval_sets, config["plan"], rank, world)
+        self.evals = Evaluator(cfg, engine, tokenizer, eval_sets, plan, rank, world)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.logger:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from raymix.config.schema import ExperimentConfig
 from raymix.data.batches import Example, epoch_order
 from raymix.data.cache import TokenCache
 from raymix.data.pipeline import PreparedSource
+from raymix.data.plan import Plan
 
 Row = list[int]
 """Indices of the examples sharing one row (one unless packing); empty for a padding row."""
@@ -50,18 +50,16 @@ class Stage:
 
 def build_stage(
     cfg: ExperimentConfig,
-    plan: dict[str, Any],
+    plan: Plan,
     index: int,
     sources: dict[str, PreparedSource],
     rank: int,
     world: int,
 ) -> Stage:
     """Stage ``index`` of ``plan`` as rank ``rank`` of ``world`` trains it."""
-    spec = plan["stages"][index]
+    spec = plan.stages[index]
     refs = [
-        (sources[n].cache, rid)
-        for n, part in sorted(spec["sources"].items())
-        for rid in part["row_ids"]
+        (sources[n].cache, rid) for n, part in sorted(spec.sources.items()) for rid in part.row_ids
     ]
     lengths = [int(c.offsets[r + 1] - c.offsets[r]) for c, r in refs]
     t = cfg.train
@@ -76,9 +74,9 @@ def build_stage(
             packing=t.packing,
             max_length=t.max_length,
         )
-        for epoch in range(spec["epochs"])
+        for epoch in range(spec.epochs)
     ]
-    return Stage(index, spec["name"], refs, epochs, t.grad_accum)
+    return Stage(index, spec.name, refs, epochs, t.grad_accum)
 
 
 def epoch_micro_batches(

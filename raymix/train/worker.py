@@ -18,6 +18,7 @@ from typing import Any
 
 from raymix.config.schema import ExperimentConfig
 from raymix.data.pipeline import PreparedSource, prepare_sources
+from raymix.data.plan import Plan
 from raymix.data.tokenizer import load_tokenizer
 from raymix.errors import DataError
 from raymix.train.engine import build_engine
@@ -36,7 +37,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     _quiet_report_logs()
     cfg = ExperimentConfig.model_validate_json(config["experiment"])
-    plan: dict[str, Any] = config["plan"]
+    plan = Plan.from_json(config["plan"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     if not cfg.scaling.use_gpu:
@@ -46,10 +47,10 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
 
     tokenizer = load_tokenizer(config["tokenizer"], cfg.model.revision)
     sources = _open_sources(cfg, plan, tokenizer)
-    stages = [build_stage(cfg, plan, i, sources, rank, world) for i in range(len(plan["stages"]))]
+    stages = [build_stage(cfg, plan, i, sources, rank, world) for i in range(len(plan.stages))]
     stages = cap_steps(stages, cfg.train.max_steps)
     eval_sets = {
-        n: [sources[n].cache.example(i) for i in ids] for n, ids in plan["heldout"].items() if ids
+        n: [sources[n].cache.example(i) for i in ids] for n, ids in plan.heldout.items() if ids
     }
 
     dtype = resolve_dtype(cfg.model, cfg.scaling.use_gpu)
@@ -59,7 +60,7 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
 
         enable_packed_attention(model)  # no KV cache, so position ids keep examples apart
     engine = build_engine(cfg, model, [s.steps for s in stages], dtype)
-    Loop(cfg, engine, tokenizer, eval_sets, rank, world, config).run(stages)
+    Loop(cfg, engine, tokenizer, eval_sets, plan, rank, world, config).run(stages)
 
 
 def _quiet_report_logs() -> None:
@@ -72,12 +73,10 @@ def _quiet_report_logs() -> None:
     logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
-def _open_sources(
-    cfg: ExperimentConfig, plan: dict[str, Any], tokenizer: Any
-) -> dict[str, PreparedSource]:
+def _open_sources(cfg: ExperimentConfig, plan: Plan, tokenizer: Any) -> dict[str, PreparedSource]:
     """The plan's sources from this machine's token cache (tokenized here on a cache miss)."""
     sources = prepare_sources(cfg, tokenizer)
-    for name, key in plan["token_caches"].items():
+    for name, key in plan.token_caches.items():
         if sources[name].cache.key != key:
             raise DataError(
                 f"source {name!r} on this worker differs from the one the plan was built from "
