@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ def known_prefix(prefix: str) -> bool:
 
 
 def _under(key: str, prefix: str) -> bool:
-    plain = key.replace("[]", "").replace(".<name>", "")
+    plain = re.sub(r"\[\w*\]|\.<name>", "", key)
     return not prefix or any(
         k == prefix or k.startswith(prefix + ".") or k.startswith(prefix + "[")
         for k in (key, plain)
@@ -116,7 +117,11 @@ def _nested(annotation: Any) -> list[tuple[type[BaseModel], str]]:
     if origin is Annotated:
         return _nested(args[0])
     if origin in (list, tuple):
-        return [(m, "[]" + s) for a in args for m, s in _nested(a)]
+        inner = [found for a in args for found in _nested(a)]
+        tags = [_tag(m) for m, s in inner]
+        if len(inner) > 1 and all(tags) and all(s == "" for _, s in inner):
+            return [(m, f"[{t}]") for (m, _), t in zip(inner, tags, strict=True)]  # by `name`
+        return [(m, "[]" + s) for m, s in inner]
     if origin is dict:
         return [(m, ".<name>" + s) for m, s in _nested(args[-1])]
     out: list[tuple[type[BaseModel], str]] = []
@@ -127,6 +132,13 @@ def _nested(annotation: Any) -> list[tuple[type[BaseModel], str]]:
     return out
 
 
+def _tag(model: type[BaseModel]) -> str | None:
+    """The one value of a model's Literal ``name`` field (a discriminated union's tag)."""
+    field = model.model_fields.get("name")
+    values = _literals(field.annotation) if field is not None else []
+    return str(values[0]) if len(values) == 1 else None
+
+
 def _type_name(annotation: Any) -> str:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is Annotated:
@@ -134,7 +146,7 @@ def _type_name(annotation: Any) -> str:
     if origin is Literal:
         return "|".join(sorted({type(a).__name__ for a in args}))
     if origin in (Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in args)
+        return " | ".join(dict.fromkeys(_type_name(a) for a in args))
     if origin is not None:
         name = getattr(origin, "__name__", str(origin))
         return f"{name}[{', '.join(_type_name(a) for a in args)}]"

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from raymix.config.schema import ExperimentConfig
+from raymix.config.schema import EVAL_TASK_NAMES, EVAL_TASKS, ExperimentConfig
 from raymix.errors import ConfigError
 
 
@@ -165,6 +165,8 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     for p in loc:
         if _is_union_tag(p) or (parts and str(p) == parts[-1]):  # "ratio.ratio": tag, then field
             continue
+        if p in EVAL_TASK_NAMES and parts[-3:-1] == ["eval", "tasks"]:  # eval.tasks.0.<tag>
+            continue
         parts.append(str(p))
     return ".".join(parts) or "(top level)"
 
@@ -178,8 +180,11 @@ def _is_union_tag(part: Any) -> bool:
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     model: Any = ExperimentConfig
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int) or _is_union_tag(part):
+            continue
+        if part in EVAL_TASK_NAMES and loc[:2] == ("eval", "tasks") and i == 3:
+            model = EVAL_TASKS[EVAL_TASK_NAMES.index(part)]  # the task the `name` tag picked
             continue
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return []

@@ -362,37 +362,124 @@ class JudgeConfig(_Strict):
     """Judge each answer this many times and average (Dong et al. use 3)."""
 
 
-class EvalTaskConfig(_Strict):
-    """One generation-based evaluation run on the final checkpoint."""
-
-    name: Literal[
-        "heldout", "gsm8k", "humaneval", "mt_bench", "mt_bench_pairwise", "alpaca_eval", "harness"
-    ]
-    """heldout: each source's held-out rows scored by what they carry (a final number: exact
-    match; unit tests: pass@1 in the sandbox; a reference: exact match and ROUGE-L). gsm8k: the
-    GSM8K test set (lm-evaluation-harness extraction). humaneval: HumanEval pass@k. mt_bench:
-    single-answer grading by a judge; mt_bench_pairwise: against a baseline, both orders;
-    alpaca_eval: win rate against baseline outputs, with standard error and length control.
-    harness: lm-evaluation-harness multiple-choice benchmarks on local files."""
-    path: str | None = None
-    """The benchmark's local file or folder: required for harness (the folder holding arc/,
-    piqa/, ...), mt_bench and alpaca_eval; gsm8k and humaneval default to the Hugging Face hub."""
+class _EvalTaskBase(_Strict):
     limit: PositiveInt | None = 64
     """Evaluate at most this many rows: per source for heldout, per task for harness (so per
     subject for MMLU, as lm-evaluation-harness counts it); None for all. The contamination check
     always compares the whole eval set."""
-    samples: PositiveInt = 1
-    """humaneval: samples per problem (set eval.temperature > 0 for more than one)."""
+
+
+class HeldoutTaskConfig(_EvalTaskBase):
+    """Each source's held-out rows, scored by what they carry: a final number (exact match),
+    unit tests (pass@1 in the sandbox) or a reference (exact match and ROUGE-L)."""
+
+    name: Literal["heldout"]
+    """The task."""
+
+
+class GSM8KTaskConfig(_EvalTaskBase):
+    """The GSM8K test set, scored with lm-evaluation-harness's extraction."""
+
+    name: Literal["gsm8k"]
+    """The task."""
+    path: str | None = None
+    """The GSM8K test jsonl (question, answer); default: the Hugging Face hub's."""
     shots: NonNegInt = 0
-    """gsm8k: solved examples given before each question (lm-eval uses 5); 0 is zero-shot."""
+    """Solved examples given before each question (lm-eval uses 5); 0 is zero-shot."""
     fewshot_path: str | None = None
-    """gsm8k: where the examples come from (a train jsonl; default: the hub's train split)."""
-    judge: JudgeConfig | None = None
-    """mt_bench, mt_bench_pairwise, alpaca_eval: the judge."""
+    """Where the examples come from (a train jsonl; default: the hub's train split)."""
+
+
+class HumanEvalTaskConfig(_EvalTaskBase):
+    """HumanEval pass@k, every sample run in the sandbox."""
+
+    name: Literal["humaneval"]
+    """The task."""
+    path: str | None = None
+    """The problem file (HumanEval.jsonl.gz format); default: the Hugging Face hub's."""
+    samples: PositiveInt = 1
+    """Samples per problem (set eval.temperature > 0 for more than one)."""
+
+
+class _JudgedTaskBase(_EvalTaskBase):
+    path: str
+    """The benchmark's local file: MT-Bench's question.jsonl (its folder also holding
+    judge_prompts.jsonl and reference answers), or AlpacaEval's instructions."""
+    judge: JudgeConfig
+    """The LLM judge."""
+
+
+class MTBenchTaskConfig(_JudgedTaskBase):
+    """MT-Bench single-answer grading (1-10, reference-guided for math, reasoning and coding)."""
+
+    name: Literal["mt_bench"]
+    """The task."""
+
+
+class MTBenchPairwiseTaskConfig(_JudgedTaskBase):
+    """MT-Bench pairwise judging against a baseline's answers, in both orders."""
+
+    name: Literal["mt_bench_pairwise"]
+    """The task."""
+    baseline: str
+    """The baseline's answers (a jsonl of question_id and choices)."""
+
+
+class AlpacaEvalTaskConfig(_JudgedTaskBase):
+    """AlpacaEval-style win rate against baseline outputs, with standard error and the
+    length-controlled (minimal GLM) win rate."""
+
+    name: Literal["alpaca_eval"]
+    """The task."""
     baseline: str | None = None
-    """mt_bench_pairwise, alpaca_eval: the baseline's answers (a jsonl / json file)."""
+    """The baseline's outputs (json / jsonl with instruction and output); default: the `output`
+    field of the instruction file."""
+
+
+class HarnessTaskConfig(_EvalTaskBase):
+    """lm-evaluation-harness multiple-choice benchmarks on local files, zero-shot."""
+
+    name: Literal["harness"]
+    """The task."""
+    path: str
+    """The folder holding arc/, piqa/, winogrande/, hellaswag/ and mmlu/."""
     benchmarks: list[str] = []
-    """harness: which benchmarks (arc_easy, arc_challenge, piqa, winogrande, hellaswag, mmlu)."""
+    """Which benchmarks (arc_easy, arc_challenge, piqa, winogrande, hellaswag, mmlu); empty
+    for all."""
+
+
+EVAL_TASKS = (
+    HeldoutTaskConfig,
+    GSM8KTaskConfig,
+    HumanEvalTaskConfig,
+    MTBenchTaskConfig,
+    MTBenchPairwiseTaskConfig,
+    AlpacaEvalTaskConfig,
+    HarnessTaskConfig,
+)
+EVAL_TASK_NAMES = tuple(t.model_fields["name"].annotation.__args__[0] for t in EVAL_TASKS)  # type: ignore[union-attr]
+"""Every eval task's name, in the order above."""
+
+EvalTaskConfig = Annotated[
+    HeldoutTaskConfig
+    | GSM8KTaskConfig
+    | HumanEvalTaskConfig
+    | MTBenchTaskConfig
+    | MTBenchPairwiseTaskConfig
+    | AlpacaEvalTaskConfig
+    | HarnessTaskConfig,
+    Field(discriminator="name"),
+]
+"""One evaluation run on the final checkpoint: its `name` picks the task and which keys it has."""
+
+JudgedTaskConfig = MTBenchTaskConfig | MTBenchPairwiseTaskConfig | AlpacaEvalTaskConfig
+
+
+def parse_eval_task(raw: dict[str, Any]) -> EvalTaskConfig:
+    """The task config of a plain dict (``{"name": "gsm8k", ...}``)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(EvalTaskConfig).validate_python(raw)
 
 
 class ContaminationConfig(_Strict):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from raymix.config.schema import EvalConfig, EvalTaskConfig
+from raymix.config.schema import AlpacaEvalTaskConfig, EvalConfig
 from raymix.data.records import Message, Record
 from raymix.errors import DataError
 from raymix.eval.alpaca_metrics import (
@@ -277,7 +277,7 @@ def _alpaca_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     return metrics
 
 
-def make_task(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
+def make_task(t: AlpacaEvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
     """The ``alpaca_eval`` task (listed in :data:`raymix.eval.registry.TASKS`)."""
     path = task_path(t, "an AlpacaEval file (json array or jsonl rows with 'instruction')")
     judge, runs = client_for(t)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from raymix.config.schema import EvalConfig, EvalTaskConfig
+from raymix.config.schema import EvalConfig, GSM8KTaskConfig
 from raymix.data.files import hub_rows, read_jsonl
 from raymix.data.records import Message, Record
 from raymix.errors import DataError
@@ -126,7 +126,7 @@ class GSM8KTask:
         }, rows
 
 
-def make_task(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
+def make_task(t: GSM8KTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
     shots: list[dict[str, Any]] = []
     if t.shots:
         # like lm-eval: exemplars drawn from the train split with a fixed seed

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raymix.config.schema import EvalConfig, EvalTaskConfig
+from raymix.config.schema import EvalConfig, HarnessTaskConfig
 from raymix.data.records import Record
 from raymix.errors import DataError
 from raymix.eval.harness_data import BENCHMARKS, SPECS, check_benchmarks, first_rows, row_texts
@@ -215,6 +215,6 @@ class HarnessTask:
         return self._last
 
 
-def make_task(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
+def make_task(t: HarnessTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
     benchmarks, root = check_benchmarks(t.benchmarks, t.path)
     return HarnessTask(benchmarks, root, t.limit, e.batch_size)

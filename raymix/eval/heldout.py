@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from raymix.config.schema import EvalConfig, EvalTaskConfig
+from raymix.config.schema import EvalConfig, HeldoutTaskConfig
 from raymix.data.records import Message, Record
 from raymix.eval import gsm8k, humaneval
 from raymix.eval.humaneval import extract_code
@@ -115,7 +115,7 @@ def row_scorer(meta: dict[str, Any]) -> str:
     return "reference"
 
 
-def make_task(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
+def make_task(t: HeldoutTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
     return HeldoutTask({s: rows[: t.limit] for s, rows in heldout.items() if rows}, e)
 
 

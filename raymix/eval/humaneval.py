@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from raymix.config.schema import EvalConfig, EvalTaskConfig
+from raymix.config.schema import EvalConfig, HumanEvalTaskConfig
 from raymix.data.files import hub_rows, read_jsonl
 from raymix.data.records import Message, Record
 from raymix.errors import DataError
@@ -154,7 +154,7 @@ class HumanEvalTask:
         return {f"humaneval/{k.replace('@', '_at_')}": v for k, v in m.items()}, rows
 
 
-def make_task(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
+def make_task(t: HumanEvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
     problems = load_humaneval_problems(t.path)
     keep = list(problems)[: t.limit]
     return HumanEvalTask({k: problems[k] for k in keep}, t.samples, e)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raymix.config.schema import EvalTaskConfig, JudgeConfig
+from raymix.config.schema import JudgeConfig, JudgedTaskConfig
 from raymix.data.cache import cache_dir
 from raymix.data.files import write_atomic
 from raymix.errors import ConfigError
@@ -188,19 +188,12 @@ def _read_cached(path: Path) -> Judgement | None:
     return Judgement(text, record.get("top_logprobs"))
 
 
-def task_path(t: EvalTaskConfig, what: str) -> Path:
-    """The task's ``path``, which a judge task needs (the Hugging Face hub is not used)."""
-    if not t.path:
-        raise ConfigError(
-            f"eval task {t.name}: set `path` to {what} (the Hugging Face hub is not used)"
-        )
+def task_path(t: JudgedTaskConfig, what: str) -> Path:
+    """The task's ``path``, which holds ``what`` (the schema requires it: the Hugging Face hub
+    is not used; a missing file is the loader's DataError)."""
     return Path(t.path).expanduser()
 
 
-def client_for(t: EvalTaskConfig) -> tuple[JudgeClient, int]:
+def client_for(t: JudgedTaskConfig) -> tuple[JudgeClient, int]:
     """The task's judge client and how many runs each judgement gets."""
-    if t.judge is None:
-        raise ConfigError(
-            f"eval task {t.name}: set `judge` (base_url and model of an OpenAI-compatible endpoint)"
-        )
     return JudgeClient(t.judge), t.judge.runs

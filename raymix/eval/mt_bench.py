@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from raymix.config.schema import EvalConfig, EvalTaskConfig
+from raymix.config.schema import EvalConfig, MTBenchTaskConfig
 from raymix.data.records import Message, Record
 from raymix.errors import DataError
 from raymix.eval.humaneval import read_jsonl
@@ -353,7 +353,7 @@ def _mt_bench_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     return metrics
 
 
-def make_task(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
+def make_task(t: MTBenchTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
     """The ``mt_bench`` task (listed in :data:`raymix.eval.registry.TASKS`)."""
     path = task_path(t, "MT-Bench's question.jsonl")
     judge, runs = client_for(t)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raymix.config.schema import EvalConfig, EvalTaskConfig
+from raymix.config.schema import EvalConfig, MTBenchPairwiseTaskConfig
 from raymix.data.records import Record
-from raymix.errors import ConfigError, DataError
+from raymix.errors import DataError
 from raymix.eval.humaneval import read_jsonl
 from raymix.eval.judge_client import Chat, JudgeClient, client_for, task_path
 from raymix.eval.mt_bench import (
@@ -163,14 +163,11 @@ def _pairwise_metrics(rows: Sequence[dict[str, Any]], runs: int) -> dict[str, fl
     return metrics
 
 
-def make_task(t: EvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
+def make_task(
+    t: MTBenchPairwiseTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]
+) -> Task:
     """The ``mt_bench_pairwise`` task (listed in :data:`raymix.eval.registry.TASKS`)."""
     path = task_path(t, "MT-Bench's question.jsonl")
-    if not t.baseline:
-        raise ConfigError(
-            f"eval task {t.name}: set `baseline` to a jsonl of the baseline's answers "
-            '({"question_id": 81, "turns": ["...", "..."]} per line)'
-        )
     judge, runs = client_for(t)
     questions = load_questions(path, t.limit)
     baseline = _load_baseline_answers(Path(t.baseline).expanduser(), questions)

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from raymix.config.loader import validate
-from raymix.config.schema import EvalTaskConfig, ExperimentConfig
+from raymix.config.loader import format_validation_error, validate
+from raymix.config.schema import ExperimentConfig, parse_eval_task
 from raymix.data.batches import encode
 from raymix.data.sources import heldout_records
 from raymix.errors import ConfigError
@@ -49,9 +50,9 @@ def evaluate_run(task_name: str, run_id: str, args: argparse.Namespace) -> dict[
         cfg = validate(
             yaml.safe_load(Path(cfg_path).read_text()), origin=f"run {run_id} config.yaml"
         )
-        task_cfg = next(
-            (t for t in cfg.eval.tasks if t.name == task_name),
-            EvalTaskConfig.model_validate({"name": task_name}),
+        raw = next(
+            (t.model_dump(mode="json") for t in cfg.eval.tasks if t.name == task_name),
+            {"name": task_name},
         )
         path = (
             getattr(args, "path", None)
@@ -59,9 +60,13 @@ def evaluate_run(task_name: str, run_id: str, args: argparse.Namespace) -> dict[
             or (args.references if task_name == "gsm8k" else None)
         )
         if path:
-            task_cfg = task_cfg.model_copy(update={"path": path})
+            raw["path"] = path
         if getattr(args, "limit", None):
-            task_cfg = task_cfg.model_copy(update={"limit": args.limit})
+            raw["limit"] = args.limit
+        try:
+            task_cfg = parse_eval_task(raw)
+        except ValidationError as e:
+            raise ConfigError(format_validation_error(e, f"raymix eval {task_name}")) from None
         heldout = heldout_records(cfg.sources, manifest["heldout"], cfg.seed)
         task = factory(task_cfg, cfg.eval, heldout)
         metrics, rows = run_task(task, cfg, ckpt)

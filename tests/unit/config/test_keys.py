@@ -31,7 +31,8 @@ def test_every_key_has_a_doc_line() -> None:
     assert keys["train.lr"].type == "float" and keys["train.lr"].allowed == "> 0"
     assert keys["sources[].name"].default == "(required)"
     assert "'cosine'" in keys["train.scheduler"].allowed
-    assert "eval.tasks[].judge.base_url" in keys
+    assert "eval.tasks[mt_bench].judge.base_url" in keys
+    assert keys["eval.tasks[gsm8k].shots"].allowed == ">= 0"
 
 
 def test_help_keys_prints_the_keys_under_a_prefix() -> None:
@@ -100,3 +101,20 @@ def test_heldout_is_a_count_or_an_explicit_fraction() -> None:
         validate(source(heldout=5, heldout_fraction=0.1), "x.yaml")
     with pytest.raises(ConfigError, match=r"sources.0.heldout: .*int"):
         validate(source(heldout=0.5), "x.yaml")
+
+
+def test_each_eval_task_has_its_own_keys() -> None:
+    from raymix.config import validate
+    from raymix.errors import ConfigError
+
+    raw = tiny_experiment(eval={"tasks": [{"name": "humaneval", "shots": 5}]})
+    with pytest.raises(
+        ConfigError, match=r"eval.tasks.0.shots: unknown key; allowed: limit, name, path, samples"
+    ):
+        validate(raw, "x.yaml")
+    raw = tiny_experiment(eval={"tasks": [{"name": "gsm8k", "shots": 5}]})
+    assert validate(raw, "x.yaml").eval.tasks[0].shots == 5  # type: ignore[union-attr]
+    with pytest.raises(
+        ConfigError, match=r"eval.tasks.0: Input tag 'bleu' .* expected tags: 'heldout', 'gsm8k'"
+    ):
+        validate(tiny_experiment(eval={"tasks": [{"name": "bleu"}]}), "x.yaml")

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from raymix.config.schema import EvalConfig, EvalTaskConfig, JudgeConfig
+from raymix.config.schema import EvalConfig, JudgeConfig, parse_eval_task
 from raymix.eval.alpaca_eval import alpaca_eval_chat, trial_first
 from raymix.eval.alpaca_metrics import head_to_head, length_controlled_minimal_win_rate
 from raymix.eval.protocol import Request, answer_all
@@ -34,7 +34,9 @@ def _text(tag: str, i: int, n: int) -> str:
 
 def _build(url: str, path: Path, **kw: Any) -> Any:
     judge = JudgeConfig(base_url=url, model="judge-test", api_key_env=KEY_ENV)
-    cfg = EvalTaskConfig(name="alpaca_eval", path=str(path), judge=judge, limit=None, **kw)
+    cfg = parse_eval_task(
+        {"name": "alpaca_eval", "path": str(path), "judge": judge.model_dump(), "limit": None, **kw}
+    )
     return task_factory("alpaca_eval")(cfg, EvalConfig(), {})
 
 
@@ -169,7 +171,9 @@ def test_runs_average_each_examples_preference(
     file = tmp_path / "rows.jsonl"
     file.write_text(json.dumps({"instruction": "only", "output": "BASE"}) + "\n")
     judge_cfg = JudgeConfig(base_url=url, model="judge-test", api_key_env=KEY_ENV, runs=2)
-    cfg = EvalTaskConfig(name="alpaca_eval", path=str(file), judge=judge_cfg)
+    cfg = parse_eval_task(
+        {"name": "alpaca_eval", "path": str(file), "judge": judge_cfg.model_dump()}
+    )
     task = task_factory("alpaca_eval")(cfg, EvalConfig(), {})
     metrics, rows = task.score(
         ["TRIAL"], [Request([{"role": "user", "content": "only"}], {"index": 0})]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from raymix.config.schema import EvalConfig, EvalTaskConfig, ModelConfig
+from raymix.config.schema import EvalConfig, HarnessTaskConfig, ModelConfig
 from raymix.errors import ConfigError
 from raymix.eval.harness import BENCHMARKS
 from raymix.eval.registry import task_factory
@@ -30,7 +30,7 @@ def _run(data_dir: str) -> tuple[Any, Any, Any, dict[str, float], list[dict[str,
     texts = [line for line in (Path(data_dir) / "arc/arc_easy_test.jsonl").open()][:300]
     tok = load_tokenizer(train_builtin(texts, 400))
     model = build_model(ModelConfig(), tok, seed=0, dtype="float32")
-    t = EvalTaskConfig(name="harness", path=data_dir, limit=LIMIT)
+    t = HarnessTaskConfig(name="harness", path=data_dir, limit=LIMIT)
     task = task_factory("harness")(t, EvalConfig(batch_size=4), {})
     metrics, rows = task.run_on_model(model, tok)
     return model, tok, task, metrics, rows
@@ -138,7 +138,7 @@ def test_limit_is_per_subject_on_a_tiny_mmlu(tmp_path: Path) -> None:
     (tmp_path / "mmlu/mmlu_test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     tok = load_tokenizer(train_builtin([json.dumps(r) for r in rows] * 20, 300))
     model = build_model(ModelConfig(), tok, seed=0, dtype="float32")
-    t = EvalTaskConfig(name="harness", path=str(tmp_path), benchmarks=["mmlu"], limit=2)
+    t = HarnessTaskConfig(name="harness", path=str(tmp_path), benchmarks=["mmlu"], limit=2)
     metrics, out = task_factory("harness")(t, EvalConfig(batch_size=4), {}).run_on_model(model, tok)
     assert sorted(r["row"] for r in out) == [0, 1, 3, 4, 6, 7]  # the first 2 of each subject
     assert metrics["harness/mmlu/acc"] == sum(r["correct"] for r in out) / 6
@@ -171,12 +171,16 @@ def test_scores_match_direct_loglikelihoods_under_the_official_prompts(shared_da
 
 
 def _factory(**kw: Any) -> Any:
-    return task_factory("harness")(EvalTaskConfig(name="harness", **kw), EvalConfig(), {})
+    return task_factory("harness")(HarnessTaskConfig(name="harness", **kw), EvalConfig(), {})
 
 
 def test_missing_path_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"eval.tasks.harness.path: give the folder"):
-        _factory()
+    from raymix.config import validate
+    from tests.conftest import tiny_experiment
+
+    raw = tiny_experiment(eval={"tasks": [{"name": "harness"}]})
+    with pytest.raises(ConfigError, match=r"x.yaml: eval.tasks.0.path: required key is missing"):
+        validate(raw, origin="x.yaml")
 
 
 def test_unknown_benchmark_lists_the_allowed_ones(tmp_path: Path) -> None:

@@ -9,18 +9,20 @@ from typing import Any
 
 import pytest
 
-from raymix.config.schema import EvalConfig, EvalTaskConfig, JudgeConfig
+from raymix.config import validate
+from raymix.config.schema import EvalConfig, EvalTaskConfig, JudgeConfig, parse_eval_task
+from raymix.data.files import read_jsonl
 from raymix.errors import ConfigError
-from raymix.eval.humaneval import read_jsonl
 from raymix.eval.mt_bench import parse_pair_verdict, parse_rating, reference_for
 from raymix.eval.protocol import Request, answer_all
 from raymix.eval.registry import task_factory
+from tests.conftest import tiny_experiment
 from tests.unit.eval.conftest import KEY_ENV, FakeJudge
 
 
 def _task_cfg(name: str, url: str, path: Path | None, runs: int = 1, **kw: Any) -> EvalTaskConfig:
     judge = JudgeConfig(base_url=url, model="judge-test", api_key_env=KEY_ENV, runs=runs)
-    return EvalTaskConfig(name=name, path=str(path) if path else None, judge=judge, **kw)
+    return parse_eval_task({"name": name, "path": str(path), "judge": judge.model_dump(), **kw})
 
 
 def _build(cfg: EvalTaskConfig) -> Any:
@@ -244,17 +246,23 @@ def test_parse_verdicts() -> None:
     assert parse_pair_verdict("[A]") == "error"  # FastChat 0.2.36 reads only [[A]]
 
 
+def _experiment_with(task: dict[str, Any]) -> None:
+    validate(tiny_experiment(eval={"tasks": [task]}), origin="x.yaml")
+
+
 @pytest.mark.parametrize("name", ["mt_bench", "mt_bench_pairwise", "alpaca_eval"])
-def test_missing_path_is_a_config_error(server: tuple[FakeJudge, str], name: str) -> None:
-    _, url = server
-    with pytest.raises(ConfigError, match="path"):
-        _build(_task_cfg(name, url, None, baseline="base.jsonl"))
+def test_missing_path_or_judge_is_a_config_error(name: str) -> None:
+    judge = {"base_url": "http://127.0.0.1:1/v1", "model": "m"}
+    with pytest.raises(ConfigError, match=r"x.yaml: eval.tasks.0.path: required key is missing"):
+        _experiment_with({"name": name, "judge": judge, "baseline": "b.jsonl"})
+    with pytest.raises(ConfigError, match=r"x.yaml: eval.tasks.0.judge: required key is missing"):
+        _experiment_with({"name": name, "path": "q.jsonl", "baseline": "b.jsonl"})
 
 
-def test_pairwise_needs_a_baseline(server: tuple[FakeJudge, str], tmp_path: Path) -> None:
-    _, url = server
-    with pytest.raises(ConfigError, match="baseline"):
-        _build(_task_cfg("mt_bench_pairwise", url, _mt_bench_dir(tmp_path, QUESTIONS)))
+def test_pairwise_needs_a_baseline() -> None:
+    judge = {"base_url": "http://127.0.0.1:1/v1", "model": "m"}
+    with pytest.raises(ConfigError, match=r"eval.tasks.0.baseline: required key is missing"):
+        _experiment_with({"name": "mt_bench_pairwise", "path": "q.jsonl", "judge": judge})
 
 
 @pytest.mark.shared_data

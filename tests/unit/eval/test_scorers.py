@@ -144,10 +144,10 @@ def test_cli_scores_gsm8k_predictions(tmp_path: Path) -> None:
 
 @pytest.mark.shared_data
 def test_gsm8k_task_few_shot_requests(shared_data: Path) -> None:
-    from raymix.config.schema import EvalConfig, EvalTaskConfig
+    from raymix.config.schema import EvalConfig, GSM8KTaskConfig
     from raymix.eval.registry import task_factory
 
-    t = EvalTaskConfig(
+    t = GSM8KTaskConfig(
         name="gsm8k",
         path=str(shared_data / "gsm8k" / "test.jsonl"),
         fewshot_path=str(shared_data / "gsm8k" / "train.jsonl"),
