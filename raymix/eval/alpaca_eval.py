@@ -14,7 +14,6 @@ rate, its standard error, the discrete win rate and the length-controlled GLM Al
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from raymix.config.schema import AlpacaEvalTaskConfig, EvalConfig
+from raymix.data.files import read_rows
 from raymix.data.records import Message, Record
 from raymix.errors import DataError
 from raymix.eval.alpaca_metrics import (
@@ -32,7 +32,6 @@ from raymix.eval.alpaca_metrics import (
     length_controlled_minimal_win_rate,
     preference_from_logprobs,
 )
-from raymix.eval.humaneval import read_jsonl
 from raymix.eval.judge_client import Chat, JudgeClient, Judgement, client_for, task_path
 from raymix.eval.protocol import Request, Task, TaskKind
 
@@ -122,28 +121,12 @@ def parse_identifier(judgment: str) -> str | None:
     return text if text in ("m", "M") else None
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSON array file or a jsonl file."""
-    if path.suffix == ".json":
-        try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise DataError(f"{path}: cannot read: {e.strerror}") from None
-        except json.JSONDecodeError:
-            rows = read_jsonl(path)  # a .json file holding JSON lines
-    else:
-        rows = read_jsonl(path)
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise DataError(f"{path}: expected a JSON array of objects or JSON lines")
-    return rows
-
-
 def load_alpaca(path: Path, baseline: Path | None, limit: int | None) -> list[dict[str, str]]:
     """Instructions and the baseline's outputs (from ``baseline`` or each row's ``output``)."""
-    rows = _read_rows(path)[:limit]
+    rows = read_rows(path)[:limit]
     outputs: dict[Any, Any] = {}
     if baseline is not None:
-        outputs = {r.get("instruction"): r.get("output") for r in _read_rows(baseline)}
+        outputs = {r.get("instruction"): r.get("output") for r in read_rows(baseline)}
     examples = []
     for i, row in enumerate(rows, 1):
         instruction = row.get("instruction")

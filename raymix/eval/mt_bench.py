@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from raymix.config.schema import EvalConfig, MTBenchTaskConfig
+from raymix.data.files import read_jsonl
 from raymix.data.records import Message, Record
 from raymix.errors import DataError
-from raymix.eval.humaneval import read_jsonl
 from raymix.eval.judge_client import Chat, JudgeClient, client_for, task_path
 from raymix.eval.protocol import Request, Task, TaskKind
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from raymix.config.schema import EvalConfig, MTBenchPairwiseTaskConfig
+from raymix.data.files import read_jsonl
 from raymix.data.records import Record
 from raymix.errors import DataError
-from raymix.eval.humaneval import read_jsonl
 from raymix.eval.judge_client import Chat, JudgeClient, client_for, task_path
 from raymix.eval.mt_bench import (
     Question,
