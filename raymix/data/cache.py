@@ -28,7 +28,7 @@ import numpy as np
 from raymix.data.batches import IGNORE, Example, encode
 from raymix.data.records import Record
 
-CACHE_VERSION = 3  # 3: the vicuna and alpaca templates render as FastChat and Stanford Alpaca do
+CACHE_VERSION = 4  # 4: alpaca rows with an input render with prompt_input
 _CHUNK = 2000
 
 

@@ -74,10 +74,14 @@ class RowFormat:
 def alpaca(row: Row, where: str) -> Parsed:
     """Alpaca / Code Alpaca: ``instruction``, optional ``input``, ``output``.
 
-    A non-empty input is appended to the instruction after a blank line.
+    A non-empty input is appended to the instruction after a blank line, and also kept as the
+    user message's ``input`` (the alpaca template renders it as Stanford Alpaca does).
     """
-    user = _join(_text(row, "instruction", where), _text(row, "input", where))
-    return Parsed(_pair(user, _text(row, "output", where)), {})
+    instruction, given = _text(row, "instruction", where), _text(row, "input", where)
+    messages = _pair(_join(instruction, given), _text(row, "output", where))
+    if given.strip():
+        messages[0]["input"] = given.strip()
+    return Parsed(messages, {})
 
 
 def dolly(row: Row, where: str) -> Parsed:

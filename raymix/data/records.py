@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class Message(TypedDict):
@@ -10,6 +10,9 @@ class Message(TypedDict):
 
     role: str  # "system", "user" or "assistant"
     content: str
+    input: NotRequired[str]
+    """Alpaca's ``input`` of a user turn, already in ``content`` after a blank line; kept apart
+    so the alpaca template can use Stanford Alpaca's ``prompt_input`` for it."""
 
 
 class Record(TypedDict):

@@ -163,7 +163,7 @@ def _clean(
             fmt = detect_format(row, where)
         msgs, meta = to_messages(row, fmt, where, field_map)
         if cfg.strip:
-            msgs = [Message(role=m["role"], content=m["content"].strip()) for m in msgs]
+            msgs = [Message(**{**m, "content": m["content"].strip()}) for m in msgs]
         reason = None
         if not check_turns(msgs):
             reason = "dropped_bad_turns"

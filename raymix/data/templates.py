@@ -2,8 +2,8 @@
 
 Loss falls only on assistant turns: the tokenizer encodes segment by segment so the mask is exact
 at every boundary, multi-turn included. Templates: ``plain``; ``alpaca`` (Stanford Alpaca's
-``PROMPT_DICT["prompt_no_input"]``, then the response and EOS with no separator, as its train.py
-joins them); ``vicuna`` (FastChat's ``vicuna_v1.1`` conversation: ``"{system} USER: {u}
+``PROMPT_DICT["prompt_input"]`` for a user turn with an ``input``, else ``prompt_no_input``,
+then the response and EOS with no separator, as its train.py joins them); ``vicuna`` (FastChat's ``vicuna_v1.1`` conversation: ``"{system} USER: {u}
 ASSISTANT: {a}</s>USER: ..."``, the generation prompt ending ``" ASSISTANT:"``); ``llama2``
 (Llama-2 chat ``[INST]`` with ``<<SYS>>``); ``chatml`` (``<|im_start|>``/``<|im_end|>``); and
 ``tokenizer``, the tokenizer's own Jinja ``chat_template`` (assistant spans found by rendering the
@@ -36,8 +36,6 @@ ALPACA_PROMPT_NO_INPUT = (
     "### Instruction:\n{instruction}\n\n### Response:"
 )
 """Stanford Alpaca's ``PROMPT_DICT["prompt_no_input"]``."""
-_ALPACA_HEADER, _ALPACA_TURN = ALPACA_PROMPT_NO_INPUT.split("### Instruction:")
-_ALPACA_TURN = "### Instruction:" + _ALPACA_TURN
 VICUNA_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
@@ -60,10 +58,7 @@ def render(
     if template == "plain":
         return _turns(turns, _prefix(system, "\n\n"), lambda u: f"{u}\n", eos, "\n")
     if template == "alpaca":
-        header = _prefix(system, "\n\n") or _ALPACA_HEADER
-        return _turns(
-            turns, header, lambda u: _ALPACA_TURN.replace("{instruction}", u), eos, "\n\n"
-        )
+        return _alpaca(turns, system, eos)
     if template == "vicuna":
         return _vicuna(turns, VICUNA_SYSTEM if system is None else system, eos)
     if template == "llama2":
@@ -124,6 +119,34 @@ def _turns(
             if between:
                 segments.append((between, False))
     while segments and not segments[-1][1] and segments[-1][0] == between:
+        segments.pop()
+    return segments
+
+
+def _alpaca(turns: list[Message], system: str | None, eos: str) -> list[Segment]:
+    """Stanford Alpaca: ``prompt_input`` when the (first) user turn carries an ``input``, else
+    ``prompt_no_input``; a system message replaces the header."""
+    first_user = next((m for m in turns if m["role"] == "user"), None)
+    with_input = first_user is not None and bool(first_user.get("input"))
+    prompt_ = ALPACA_PROMPT_INPUT if with_input else ALPACA_PROMPT_NO_INPUT
+    header = _prefix(system, "\n\n") or prompt_.split("### Instruction:")[0]
+    segments: list[Segment] = [(header, False)]
+    for m in turns:
+        if m["role"] == "user":
+            given = m.get("input", "")
+            instruction = m["content"]
+            if given and instruction == given:  # an empty instruction: the input alone
+                instruction = ""
+            elif given and instruction.endswith("\n\n" + given):
+                instruction = instruction[: -len(given) - 2]
+            else:
+                given = ""  # no input of its own: the no-input turn, whatever the header
+            fmt = ALPACA_PROMPT_INPUT if given else ALPACA_PROMPT_NO_INPUT
+            text = "### Instruction:" + fmt.split("### Instruction:")[1]
+            segments.append((text.format_map({"instruction": instruction, "input": given}), False))
+        elif m["role"] == "assistant":
+            segments += [(m["content"] + eos, True), ("\n\n", False)]
+    while segments and not segments[-1][1] and segments[-1][0] == "\n\n":
         segments.pop()
     return segments
 

@@ -49,6 +49,33 @@ def _messages(pairs: list[tuple[str, str]], system: str | None) -> list[Message]
 
 @settings(max_examples=300, deadline=None)
 @given(instruction=_TEXT, input=_TEXT, output=_TEXT)
+def test_an_alpaca_row_with_input_renders_as_stanford_prompt_input(
+    instruction: str, input: str, output: str
+) -> None:
+    """An alpaca-format row through the real converter and cleaning, then the template: Stanford's
+    ``prompt_input`` (with ``### Input:``) when the input is non-empty, its ``prompt_no_input``
+    otherwise, then the output and EOS, as its train.py builds an example (parts stripped, as the
+    source's cleaning strips them)."""
+    from raymix.config.schema import SourceConfig
+    from raymix.data.sources import _clean
+
+    row = {"instruction": instruction, "input": input, "output": output}
+    src = SourceConfig(name="s", path="x.jsonl", format="alpaca", drop_empty=False)
+    records, _, _ = _clean(src, "x.jsonl", [("line 1", row)])  # type: ignore[list-item]
+    if not records:  # an empty instruction is a bad turn
+        return
+    msgs = records[0]["messages"]
+    example = {"instruction": instruction.strip(), "input": input.strip()}
+    reference = STANFORD_PROMPT_INPUT if input.strip() else STANFORD_PROMPT_NO_INPUT
+    stanford = reference.format_map(example)
+    assert prompt("alpaca", msgs[:1]) == stanford
+    segments = render("alpaca", msgs, eos="</s>")
+    assert "".join(t for t, _ in segments) == stanford + output.strip() + "</s>"
+    COUNTS["alpaca_input"] += 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(instruction=_TEXT, input=_TEXT, output=_TEXT)
 def test_alpaca_is_stanford_alpacas_prompts(instruction: str, input: str, output: str) -> None:
     example = {"instruction": instruction, "input": input, "output": output}
     reference = (
