@@ -9,20 +9,84 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import Field, model_validator
 
-_MODEL_CONFIG = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=True, frozen=True)
+from raymix.config.base import NonNegInt, PositiveFloat, PositiveInt, Strict
+from raymix.config.eval_schema import (
+    EVAL_TASK_NAMES,
+    EVAL_TASKS,
+    AlpacaEvalTaskConfig,
+    ContaminationConfig,
+    EvalConfig,
+    EvalTaskConfig,
+    GSM8KTaskConfig,
+    HarnessTaskConfig,
+    HeldoutTaskConfig,
+    HumanEvalTaskConfig,
+    JudgeConfig,
+    JudgedTaskConfig,
+    MTBenchPairwiseTaskConfig,
+    MTBenchTaskConfig,
+    parse_eval_task,
+)
+from raymix.config.mixture_schema import (
+    BudgetMixture,
+    BudgetSpec,
+    MixtureConfig,
+    MixtureSpec,
+    RatioMixture,
+    RatioSpec,
+    SpecialisedRatioMixture,
+    SpecialisedRatioSpec,
+    mixture_sources,
+)
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegInt = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
+__all__ = [
+    "AlpacaEvalTaskConfig",
+    "BudgetMixture",
+    "BudgetSpec",
+    "ContaminationConfig",
+    "DeepSpeedConfig",
+    "EVAL_TASKS",
+    "EVAL_TASK_NAMES",
+    "EvalConfig",
+    "EvalTaskConfig",
+    "ExperimentConfig",
+    "GSM8KTaskConfig",
+    "HarnessTaskConfig",
+    "HeldoutTaskConfig",
+    "HumanEvalTaskConfig",
+    "JudgeConfig",
+    "JudgedTaskConfig",
+    "MTBenchPairwiseTaskConfig",
+    "MTBenchTaskConfig",
+    "MixtureConfig",
+    "MixtureSpec",
+    "ModelConfig",
+    "NonNegInt",
+    "PositiveFloat",
+    "PositiveInt",
+    "RatioMixture",
+    "RatioSpec",
+    "ScalingConfig",
+    "SourceConfig",
+    "SourceFormat",
+    "SpaceParam",
+    "SpecialisedRatioMixture",
+    "SpecialisedRatioSpec",
+    "StrategyConfig",
+    "Strict",
+    "SweepConfig",
+    "TinyModelConfig",
+    "TokenizerConfig",
+    "TrackingConfig",
+    "TrainConfig",
+    "mixture_sources",
+    "parse_eval_task",
+]
 
 
-class _Strict(BaseModel):
-    model_config = _MODEL_CONFIG
-
-
-class TinyModelConfig(_Strict):
+class TinyModelConfig(Strict):
     """A small Llama-architecture model built from scratch (random init, no download)."""
 
     hidden_size: PositiveInt = 64
@@ -45,7 +109,7 @@ class TinyModelConfig(_Strict):
         return self
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     """Which model a trial fine-tunes."""
 
     name: str = "tiny"
@@ -59,7 +123,7 @@ class ModelConfig(_Strict):
     """Parameter dtype: 'auto' is bfloat16 on GPU and float32 on CPU."""
 
 
-class TokenizerConfig(_Strict):
+class TokenizerConfig(Strict):
     """Which tokenizer encodes the data; it is saved with every checkpoint."""
 
     name: str = "builtin"
@@ -74,7 +138,7 @@ SourceFormat = Literal[
 ]
 
 
-class SourceConfig(_Strict):
+class SourceConfig(Strict):
     """One instruction data source, tagged with the ability it teaches."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$")]
@@ -122,125 +186,7 @@ class SourceConfig(_Strict):
         return self.heldout if self.heldout_fraction is None else self.heldout_fraction
 
 
-MixtureValue = Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0)]
-Amounts = dict[str, MixtureValue]
-
-
-class RatioSpec(_Strict):
-    """Dong et al.'s normalised ratio: ``fixed`` sources as given, ``scaled`` sources at k times
-    their amount. With fixed = general at 1.0 and scaled = specialised at 1.0, k is the ratio of
-    specialised to general data normalised so that k = 1 is the ratio of the full datasets; swap
-    the roles for "all specialised + k general", or fix general at 1/64 for the third setting."""
-
-    fixed: Amounts
-    """Sources kept at their amount (int rows, or float fraction of the source)."""
-    scaled: Amounts
-    """Sources multiplied by k (int rows, or float fraction of the source, before scaling)."""
-    k: Annotated[float, Field(ge=0)]
-    """The normalised ratio."""
-
-
-class SpecialisedRatioSpec(_Strict):
-    """Wang et al.'s specialised : general ratio: the general sources as given, then
-    ``ratio`` x (general rows) specialised rows split evenly over the specialised sources."""
-
-    general: Amounts
-    """General sources and their amounts."""
-    specialised: list[str]
-    """Specialised sources sharing ratio x general rows (largest-remainder split)."""
-    ratio: Annotated[float, Field(ge=0)]
-    """Specialised rows per general row."""
-
-
-class BudgetSpec(_Strict):
-    """A total budget in examples or tokens, split by proportions on the simplex (normalised,
-    largest-remainder rounding)."""
-
-    total: PositiveInt
-    """Examples or tokens in the whole mixture."""
-    unit: Literal["examples", "tokens"] = "examples"
-    """What `total` counts. Tokens are counted after the template and truncation."""
-    proportions: dict[str, Annotated[float, Field(ge=0)]]
-    """Weight per source; normalised to sum to 1 (negative or all-zero is an error)."""
-    allow_upsampling: bool = False
-    """Allow a source's share to exceed its train pool (repeats); otherwise that is an error."""
-
-    @model_validator(mode="after")
-    def _some_weight(self) -> BudgetSpec:
-        if not self.proportions or not any(v > 0 for v in self.proportions.values()):
-            raise ValueError("proportions must give at least one source a positive weight")
-        return self
-
-
-class RatioMixture(_Strict):
-    """A mixture given by Dong's normalised ratio."""
-
-    ratio: RatioSpec
-    """The ratio spec."""
-
-
-class SpecialisedRatioMixture(_Strict):
-    """A mixture given by Wang's specialised : general ratio."""
-
-    specialised_ratio: SpecialisedRatioSpec
-    """The specialised-ratio spec."""
-
-
-class BudgetMixture(_Strict):
-    """A mixture given by a total budget and proportions."""
-
-    budget: BudgetSpec
-    """The budget spec."""
-
-
-def _mixture_kind(value: Any) -> str:
-    keys = value if isinstance(value, dict) else type(value).model_fields
-    for kind in ("ratio", "specialised_ratio", "budget"):
-        if kind in keys and len(keys) == 1:
-            return kind
-    return "amounts"
-
-
-MixtureSpec = Annotated[
-    Annotated[Amounts, Tag("amounts")]
-    | Annotated[RatioMixture, Tag("ratio")]
-    | Annotated[SpecialisedRatioMixture, Tag("specialised_ratio")]
-    | Annotated[BudgetMixture, Tag("budget")],
-    Discriminator(_mixture_kind),
-]
-
-
-def mixture_sources(spec: Any) -> set[str]:
-    """Every source a mixture spec names."""
-    if isinstance(spec, RatioMixture):
-        return set(spec.ratio.fixed) | set(spec.ratio.scaled)
-    if isinstance(spec, SpecialisedRatioMixture):
-        return set(spec.specialised_ratio.general) | set(spec.specialised_ratio.specialised)
-    if isinstance(spec, BudgetMixture):
-        return set(spec.budget.proportions)
-    return set(spec)
-
-
-class MixtureConfig(_Strict):
-    """The mixture search space: a grid of named mixtures, each trial trains on one."""
-
-    grid: dict[str, MixtureSpec]
-    """Named mixtures. Each is either {source: amount} (an int is a count of rows, a float a
-    fraction of the source's train pool, above 1 upsampling), or {ratio: ...} (Dong's normalised
-    ratio k), {specialised_ratio: ...} (Wang's specialised : general) or {budget: ...} (a total in
-    examples or tokens split by proportions)."""
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> MixtureConfig:
-        if not self.grid:
-            raise ValueError("grid needs at least one named mixture")
-        for name, spec in self.grid.items():
-            if isinstance(spec, dict) and not any(v > 0 for v in spec.values()):
-                raise ValueError(f"mixture {name!r} has no source with a positive amount")
-        return self
-
-
-class StrategyConfig(_Strict):
+class StrategyConfig(Strict):
     """How the mixture is scheduled over training: each strategy compiles to stages, each stage
     with its own epochs and lr schedule (warmup and decay restart per stage)."""
 
@@ -262,7 +208,7 @@ class StrategyConfig(_Strict):
     """Restart the optimizer state (Adam moments) at each stage boundary."""
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     """Optimisation hyper-parameters of one trial."""
 
     lr: PositiveFloat = 1e-3
@@ -303,7 +249,7 @@ class TrainConfig(_Strict):
     """Examples per worker per eval forward pass."""
 
 
-class ScalingConfig(_Strict):
+class ScalingConfig(Strict):
     """How many Ray Train workers one trial uses, and what each gets."""
 
     num_workers: PositiveInt = 2
@@ -316,7 +262,7 @@ class ScalingConfig(_Strict):
     """GPUs per worker when use_gpu is true."""
 
 
-class DeepSpeedConfig(_Strict):
+class DeepSpeedConfig(Strict):
     """DeepSpeed engine settings for every worker."""
 
     zero_stage: Literal[0, 1, 2, 3] = 2
@@ -333,7 +279,7 @@ class DeepSpeedConfig(_Strict):
         return self
 
 
-class TrackingConfig(_Strict):
+class TrackingConfig(Strict):
     """Where MLflow records the sweep."""
 
     uri: str | None = None
@@ -345,178 +291,7 @@ class TrackingConfig(_Strict):
     checkpoint location is always recorded; turn this off for large models."""
 
 
-class JudgeConfig(_Strict):
-    """An LLM judge at any OpenAI-compatible chat-completions endpoint."""
-
-    base_url: str
-    """Endpoint base URL, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1."""
-    model: str
-    """Judge model name, e.g. gpt-4."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """Environment variable holding the API key (never put the key in the file)."""
-    temperature: Annotated[float, Field(ge=0)] = 0.0
-    """Sampling temperature of the judge."""
-    max_tokens: PositiveInt = 2048
-    """Longest judgement."""
-    runs: PositiveInt = 1
-    """Judge each answer this many times and average (Dong et al. use 3)."""
-
-
-class _EvalTaskBase(_Strict):
-    limit: PositiveInt | None = 64
-    """Evaluate at most this many rows: per source for heldout, per task for harness (so per
-    subject for MMLU, as lm-evaluation-harness counts it); None for all. The contamination check
-    always compares the whole eval set."""
-
-
-class HeldoutTaskConfig(_EvalTaskBase):
-    """Each source's held-out rows, scored by what they carry: a final number (exact match),
-    unit tests (pass@1 in the sandbox) or a reference (exact match and ROUGE-L)."""
-
-    name: Literal["heldout"]
-    """The task."""
-
-
-class GSM8KTaskConfig(_EvalTaskBase):
-    """The GSM8K test set, scored with lm-evaluation-harness's extraction."""
-
-    name: Literal["gsm8k"]
-    """The task."""
-    path: str | None = None
-    """The GSM8K test jsonl (question, answer); default: the Hugging Face hub's."""
-    shots: NonNegInt = 0
-    """Solved examples given before each question (lm-eval uses 5); 0 is zero-shot."""
-    fewshot_path: str | None = None
-    """Where the examples come from (a train jsonl; default: the hub's train split)."""
-
-
-class HumanEvalTaskConfig(_EvalTaskBase):
-    """HumanEval pass@k, every sample run in the sandbox."""
-
-    name: Literal["humaneval"]
-    """The task."""
-    path: str | None = None
-    """The problem file (HumanEval.jsonl.gz format); default: the Hugging Face hub's."""
-    samples: PositiveInt = 1
-    """Samples per problem (set eval.temperature > 0 for more than one)."""
-
-
-class _JudgedTaskBase(_EvalTaskBase):
-    path: str
-    """The benchmark's local file: MT-Bench's question.jsonl (its folder also holding
-    judge_prompts.jsonl and reference answers), or AlpacaEval's instructions."""
-    judge: JudgeConfig
-    """The LLM judge."""
-
-
-class MTBenchTaskConfig(_JudgedTaskBase):
-    """MT-Bench single-answer grading (1-10, reference-guided for math, reasoning and coding)."""
-
-    name: Literal["mt_bench"]
-    """The task."""
-
-
-class MTBenchPairwiseTaskConfig(_JudgedTaskBase):
-    """MT-Bench pairwise judging against a baseline's answers, in both orders."""
-
-    name: Literal["mt_bench_pairwise"]
-    """The task."""
-    baseline: str
-    """The baseline's answers (a jsonl of question_id and choices)."""
-
-
-class AlpacaEvalTaskConfig(_JudgedTaskBase):
-    """AlpacaEval-style win rate against baseline outputs, with standard error and the
-    length-controlled (minimal GLM) win rate."""
-
-    name: Literal["alpaca_eval"]
-    """The task."""
-    baseline: str | None = None
-    """The baseline's outputs (json / jsonl with instruction and output); default: the `output`
-    field of the instruction file."""
-
-
-class HarnessTaskConfig(_EvalTaskBase):
-    """lm-evaluation-harness multiple-choice benchmarks on local files, zero-shot."""
-
-    name: Literal["harness"]
-    """The task."""
-    path: str
-    """The folder holding arc/, piqa/, winogrande/, hellaswag/ and mmlu/."""
-    benchmarks: list[str] = []
-    """Which benchmarks (arc_easy, arc_challenge, piqa, winogrande, hellaswag, mmlu); empty
-    for all."""
-
-
-EVAL_TASKS = (
-    HeldoutTaskConfig,
-    GSM8KTaskConfig,
-    HumanEvalTaskConfig,
-    MTBenchTaskConfig,
-    MTBenchPairwiseTaskConfig,
-    AlpacaEvalTaskConfig,
-    HarnessTaskConfig,
-)
-EVAL_TASK_NAMES = tuple(t.model_fields["name"].annotation.__args__[0] for t in EVAL_TASKS)  # type: ignore[union-attr]
-"""Every eval task's name, in the order above."""
-
-EvalTaskConfig = Annotated[
-    HeldoutTaskConfig
-    | GSM8KTaskConfig
-    | HumanEvalTaskConfig
-    | MTBenchTaskConfig
-    | MTBenchPairwiseTaskConfig
-    | AlpacaEvalTaskConfig
-    | HarnessTaskConfig,
-    Field(discriminator="name"),
-]
-"""One evaluation run on the final checkpoint: its `name` picks the task and which keys it has."""
-
-JudgedTaskConfig = MTBenchTaskConfig | MTBenchPairwiseTaskConfig | AlpacaEvalTaskConfig
-
-
-def parse_eval_task(raw: dict[str, Any]) -> EvalTaskConfig:
-    """The task config of a plain dict (``{"name": "gsm8k", ...}``)."""
-    from pydantic import TypeAdapter
-
-    return TypeAdapter(EvalTaskConfig).validate_python(raw)
-
-
-class ContaminationConfig(_Strict):
-    """13-gram overlap of the training data with every configured evaluation set."""
-
-    check: bool = True
-    """Compute the overlap once per sweep (logged per trial as contamination/<task>/<source>)."""
-    ngram: Annotated[int, Field(ge=4)] = 13
-    """Words per n-gram."""
-    threshold: Annotated[float, Field(ge=0, le=1)] = 0.01
-    """Warn when more than this fraction of a source's training pool overlaps an eval set."""
-    drop: bool = False
-    """Drop overlapping rows from the training pools before sampling (counted in the manifest)."""
-
-
-class EvalConfig(_Strict):
-    """Per-ability evaluation after training (metrics ``eval/<task or source>/<metric>``)."""
-
-    tasks: list[EvalTaskConfig] = []
-    """The tasks to run on the final model."""
-    contamination: ContaminationConfig = ContaminationConfig()
-    """Overlap of the training data with the eval sets."""
-    max_new_tokens: PositiveInt = 128
-    """Longest generated answer."""
-    temperature: Annotated[float, Field(ge=0)] = 0.0
-    """0 is greedy decoding; above 0 samples (seeded), as pass@k with several samples needs."""
-    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
-    """Nucleus sampling mass when temperature > 0."""
-    batch_size: PositiveInt = 16
-    """Prompts per generation batch on each worker."""
-    timeout_s: PositiveFloat = 3.0
-    """Seconds each generated program may run in the sandbox."""
-    allow_unsandboxed: bool = False
-    """Run generated code with rlimits only where the machine refuses namespaces (unsafe)."""
-
-
-class SpaceParam(_Strict):
+class SpaceParam(Strict):
     """One searched hyper-parameter: exactly one of grid, choice, uniform, loguniform, randint."""
 
     grid: list[Any] | None = None
@@ -543,7 +318,7 @@ class SpaceParam(_Strict):
         return self
 
 
-class SweepConfig(_Strict):
+class SweepConfig(Strict):
     """How Ray Tune runs the trials."""
 
     num_samples: PositiveInt = 1
@@ -563,7 +338,7 @@ class SweepConfig(_Strict):
     """Times a crashed trial is retried (Tune) and a crashed worker group restarted (Train)."""
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(Strict):
     """One experiment: everything `raymix sweep` needs to run and track a study."""
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
