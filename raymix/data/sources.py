@@ -10,39 +10,29 @@ counts go into the manifest, so a plan names exactly the data it was drawn from.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
-import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from raymix.config.schema import SourceConfig
 from raymix.data import synthetic
-from raymix.data.files import decode_text, gunzip, iter_jsonl
 from raymix.data.formats import (
-    FLAN_COT_COLUMNS,
     check_field_map,
     check_turns,
     detect_format,
     subtask,
     to_messages,
 )
+from raymix.data.readers import FILE_SUFFIXES, RawRow, parse_file
 from raymix.data.records import Message, Record
 from raymix.errors import DataError
 
 SYNTHETIC_PREFIX = "synthetic:"
 DEFAULT_SYNTHETIC_SIZE = 1000
-FILE_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".parquet", ".csv", ".tsv")
-"""Local file types a source can read (csv and tsv may also be gzipped)."""
-
-_HEADER_CELL = re.compile(r"^[A-Za-z_][\w.\-]{0,63}$")
-_CSV_FIELD_LIMIT = 2**31 - 1
 
 
 class Loaded(NamedTuple):
@@ -56,11 +46,6 @@ class Loaded(NamedTuple):
     """Sub-tasks (P3/T0 ``dataset``, FLAN ``_task_name``; ``dataset/template`` when only one
     template of a surviving sub-task is emptied) of which cleaning dropped every row: the rows
     dropped per reason (``dropped_bad_turns``, ``dropped_empty``)."""
-
-
-class _RawRow(NamedTuple):
-    origin: str  # "line 12" (1-based, line-oriented files) or "row 3" (0-based index)
-    row: Any
 
 
 def rng_for(seed: int, *names: str) -> np.random.Generator:
@@ -114,7 +99,7 @@ def load_records(cfg: SourceConfig, seed: int = 0) -> Loaded:
     if path.is_file():
         raw = path.read_bytes()
         fingerprint = "sha256:" + hashlib.sha256(raw).hexdigest()
-        rows: Iterable[_RawRow] = _parse_file(path, raw, cfg.format)
+        rows: Iterable[RawRow] = parse_file(path, raw, cfg.format)
         label = str(path)
     else:
         _check_not_local(cfg, path)
@@ -145,7 +130,7 @@ def _load_synthetic(cfg: SourceConfig, seed: int) -> Loaded:
 
 
 def _clean(
-    cfg: SourceConfig, label: str, rows: Iterable[_RawRow]
+    cfg: SourceConfig, label: str, rows: Iterable[RawRow]
 ) -> tuple[list[Record], dict[str, int], dict[str, dict[str, int]]]:
     """Convert, strip and filter rows; row ids are positions in the kept list. Also returns the
     sub-tasks that lost every row (see ``Loaded.lost_subtasks``)."""
@@ -273,119 +258,6 @@ def _counts(cleaning: dict[str, int]) -> str:
 # --- local files ---------------------------------------------------------------------------------
 
 
-def _parse_file(path: Path, raw: bytes, fmt: str) -> list[_RawRow]:
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        return _parquet_rows(path, raw)
-    if name.endswith(".gz"):
-        raw = gunzip(path, raw)
-        name = name.removesuffix(".gz")
-    text = decode_text(path, raw)
-    if name.endswith(".jsonl"):
-        return list(_jsonl_rows(path, text))
-    if name.endswith(".json"):
-        return _json_rows(path, text)
-    if name.endswith(".csv"):
-        return _table_rows(path, text, fmt, tab=False)
-    if name.endswith(".tsv"):
-        return _table_rows(path, text, fmt, tab=True)
-    raise DataError(f"{path}: unknown file type; allowed: {', '.join(FILE_SUFFIXES)}")
-
-
-def _jsonl_rows(path: Path, text: str) -> Iterator[_RawRow]:
-    for lineno, row in iter_jsonl(path, text):
-        yield _RawRow(f"line {lineno}", row)
-
-
-def _json_rows(path: Path, text: str) -> list[_RawRow]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        if e.msg == "Extra data" and text.lstrip().startswith("{"):
-            return list(_jsonl_rows(path, text))  # a .json file holding JSON lines
-        raise DataError(f"{path}:{e.lineno}: malformed JSON: {e.msg} (column {e.colno})") from None
-    if isinstance(data, dict):
-        data = next((data[k] for k in ("data", "rows") if isinstance(data.get(k), list)), data)
-    if not isinstance(data, list):
-        found = f"an object with keys {sorted(data)}" if isinstance(data, dict) else "a scalar"
-        raise DataError(
-            f"{path}: expected a JSON array of rows (or an object with a 'data' or 'rows' "
-            f"array), found {found}"
-        )
-    return [_RawRow(f"row {i}", row) for i, row in enumerate(data)]
-
-
-def _parquet_rows(path: Path, raw: bytes) -> list[_RawRow]:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataError(
-            f"{path}: reading parquet needs pyarrow (pip install 'raymix[data]')"
-        ) from None
-    try:
-        table = pq.read_table(pa.BufferReader(raw))
-    except (pa.ArrowException, OSError) as e:
-        raise DataError(f"{path}: not a readable parquet file ({e})") from None
-    return [_RawRow(f"row {i}", row) for i, row in enumerate(table.to_pylist())]
-
-
-def _table_rows(path: Path, text: str, fmt: str, *, tab: bool) -> list[_RawRow]:
-    """CSV (quoted, RFC 4180) or TSV (unquoted: one row a line, cells split at tabs).
-
-    The first row is a header, except for format ``flan_cot`` or ``auto`` when the first row does
-    not look like one (names of letters, digits, ``_ . -``): then the columns are FLAN's
-    question, answer, rationale.
-    """
-    lines = _tsv_lines(text) if tab else _csv_lines(path, text)
-    if not lines:
-        return []
-    first_line, first = lines[0]
-    if fmt in ("auto", "flan_cot") and not all(_HEADER_CELL.match(c) for c in first):
-        header, body = list(FLAN_COT_COLUMNS), lines
-        if len(first) != len(header):
-            raise DataError(
-                f"{path}:{first_line}: no header row and not the {len(header)} FLAN columns "
-                f"({', '.join(header)}): found {len(first)} columns; add a header row"
-            )
-    else:
-        header, body = first, lines[1:]
-    kind = "tab-separated" if tab else "comma-separated"
-    rows = []
-    for lineno, cells in body:
-        if len(cells) != len(header):
-            raise DataError(
-                f"{path}:{lineno}: expected {len(header)} {kind} columns "
-                f"({', '.join(header)}), found {len(cells)}"
-            )
-        rows.append(_RawRow(f"line {lineno}", dict(zip(header, cells, strict=True))))
-    return rows
-
-
-def _tsv_lines(text: str) -> list[tuple[int, list[str]]]:
-    return [
-        (n, line.removesuffix("\r").split("\t"))
-        for n, line in enumerate(text.split("\n"), 1)
-        if line.strip()
-    ]
-
-
-def _csv_lines(path: Path, text: str) -> list[tuple[int, list[str]]]:
-    csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
-    reader = csv.reader(io.StringIO(text, newline=""))
-    out = []
-    try:
-        for cells in reader:
-            if any(c.strip() for c in cells):
-                out.append((reader.line_num, cells))
-    except csv.Error as e:
-        raise DataError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
-    return out
-
-
-# --- the Hugging Face hub ------------------------------------------------------------------------
-
-
 def _check_not_local(cfg: SourceConfig, path: Path) -> None:
     """A missing path that looks local is a missing file, not a hub id."""
     text = cfg.path
@@ -404,7 +276,7 @@ def _check_not_local(cfg: SourceConfig, path: Path) -> None:
         )
 
 
-def _load_hub(cfg: SourceConfig) -> tuple[list[_RawRow], str]:
+def _load_hub(cfg: SourceConfig) -> tuple[list[RawRow], str]:
     """Rows of a hub dataset via ``datasets.load_dataset``; failures become one DataError."""
     hint = "use a local .json/.jsonl/.parquet/.csv/.tsv file instead"
     try:
@@ -426,4 +298,4 @@ def _load_hub(cfg: SourceConfig) -> tuple[list[_RawRow], str]:
         ) from None
     revision = cfg.revision or getattr(ds, "_fingerprint", None) or "unknown"
     fingerprint = f"hf:{cfg.path}@{revision}?name={cfg.subset or ''}&split={cfg.split}"
-    return [_RawRow(f"row {i}", row) for i, row in enumerate(ds)], fingerprint
+    return [RawRow(f"row {i}", row) for i, row in enumerate(ds)], fingerprint
