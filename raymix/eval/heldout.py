@@ -82,7 +82,12 @@ class HeldoutTask:
                 programs, self.ecfg.timeout_s, allow_unsandboxed=self.ecfg.allow_unsandboxed
             )
             return [
-                {"output": o, "pass_at_1": float(st == "passed"), "result": st}
+                {
+                    "output": o,
+                    "passed": st == "passed",
+                    "pass_at_1": float(st == "passed"),
+                    "result": st,
+                }
                 for o, (st, _) in zip(outs, results, strict=True)
             ]
         refs = [req.meta.get("reference", req.meta["reference_text"]) for _, req in pairs]
