@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from raymix.config import load  # noqa: E402
-from raymix.data.batches import batches, collate, epoch_order  # noqa: E402
+from raymix.data.batches import collate, epoch_order  # noqa: E402
 from raymix.data.mixture import build_plan  # noqa: E402
 from raymix.data.pipeline import prepare_data  # noqa: E402
 from raymix.sweep.tuner import run_sweep  # noqa: E402
@@ -71,7 +71,8 @@ def plain_loop(cfg, tokenizer_json: str) -> tuple[float, float]:  # type: ignore
     warm = warmup_steps(cfg, total)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warm, total, t.scheduler))
     tokens, t0 = 0, 0.0
-    for step, batch in enumerate(batches(examples, global_batch)):
+    chunks = [examples[i : i + global_batch] for i in range(0, len(examples), global_batch)]
+    for step, batch in enumerate(chunks):
         if step == WARM_STEPS:
             tokens, t0 = 0, time.perf_counter()
         inputs = collate(batch, tok.pad_token_id)

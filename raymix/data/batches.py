@@ -8,7 +8,7 @@ with empty rows instead (``raymix.train.schedule``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,17 +57,9 @@ def encode(
     return out
 
 
-def shard(n: int, rank: int, world: int) -> list[int]:
-    """Indices of rank's shard of range(n), padded by wrap-around to ceil(n / world) items."""
-    if n == 0:
-        return []
-    per_rank = -(-n // world)
-    total = per_rank * world
-    return [i % n for i in range(rank, total, world)]
-
-
 def shard_with_padding(n: int, rank: int, world: int) -> list[tuple[int, bool]]:
-    """Like :func:`shard`, with a flag that is False for the wrap-around padding copies."""
+    """Rank's round-robin share of range(n), topped up by wrap-around to ceil(n / world) items
+    so every rank runs as many forward passes; the flag is False for those copies (weight 0)."""
     per_rank = -(-n // world) if n else 0
     return [(j % n, j < n) for j in range(rank, per_rank * world, world)]
 
@@ -75,12 +67,6 @@ def shard_with_padding(n: int, rank: int, world: int) -> list[tuple[int, bool]]:
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The global shuffle of ``n`` examples for ``epoch`` (the same on every rank)."""
     return np.random.default_rng([seed, epoch, 0x5EED]).permutation(n)
-
-
-def batches(examples: Sequence[Example], size: int) -> Iterator[list[Example]]:
-    """Consecutive micro-batches of ``size`` (the last may be short)."""
-    for i in range(0, len(examples), size):
-        yield list(examples[i : i + size])
 
 
 def collate(batch: Sequence[Example], pad_id: int) -> dict[str, Any]:

@@ -52,6 +52,12 @@ class Task(Protocol):
     ) -> tuple[Metrics, Rows]: ...
 
 
+class ModelTask(Task, Protocol):
+    """A ``loglikelihood`` task: it scores the model itself, on one process."""
+
+    def run_on_model(self, model: Any, tokenizer: Any) -> tuple[Metrics, Rows]: ...
+
+
 TaskFactory = Callable[[EvalTaskConfig, EvalConfig, dict[str, list[Record]]], Task]
 """Builds a task from its config, the eval config and each source's held-out records."""
 

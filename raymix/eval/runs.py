@@ -9,7 +9,7 @@ import argparse
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import ValidationError
@@ -21,7 +21,7 @@ from raymix.data.sources import heldout_records
 from raymix.errors import ConfigError
 from raymix.eval.generate import answer_sharded
 from raymix.eval.loss import heldout_loss
-from raymix.eval.protocol import Task, answer_all
+from raymix.eval.protocol import ModelTask, Task, answer_all
 from raymix.eval.registry import task_factory
 from raymix.tracking import MetricLogger, MlflowTracker, resolve_uri
 
@@ -119,8 +119,7 @@ def run_task(
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Generate answers to every request of ``task`` with the model in ``checkpoint``; score."""
     tokenizer, model = _load(checkpoint)
-    if hasattr(task, "run_on_model"):  # log-likelihood tasks (the harness)
-        result: tuple[dict[str, float], list[dict[str, Any]]] = task.run_on_model(model, tokenizer)
-        return result
+    if task.kind == "loglikelihood":  # the harness scores the model itself
+        return cast(ModelTask, task).run_on_model(model, tokenizer)
     outputs, requests = answer_all(task, lambda reqs: answer_sharded(model, tokenizer, reqs, cfg))
     return task.score(outputs, requests)

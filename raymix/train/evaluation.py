@@ -5,7 +5,7 @@ the configured generation and log-likelihood tasks, with the same functions as
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, cast
 
 from raymix.config.schema import ExperimentConfig
 from raymix.data.batches import Example
@@ -13,7 +13,7 @@ from raymix.data.plan import Plan
 from raymix.data.sources import heldout_records
 from raymix.eval.generate import answer_sharded
 from raymix.eval.loss import heldout_loss
-from raymix.eval.protocol import answer_all
+from raymix.eval.protocol import ModelTask, answer_all
 from raymix.eval.registry import build_tasks
 
 
@@ -63,7 +63,7 @@ class Evaluator:
 
         out: dict[str, float] = {}
         for task in build_tasks(cfg, heldout_records(cfg.sources, self.plan.heldout, cfg.seed)):
-            if hasattr(task, "run_on_model"):  # log-likelihood tasks (the harness) on one process
+            if task.kind == "loglikelihood":  # the harness: the whole model on one process
                 if synced:
                     warnings.warn(
                         f"eval task {task.name!r} needs the whole model on one process; under "
@@ -72,7 +72,7 @@ class Evaluator:
                     )
                     continue
                 if self.rank == 0:
-                    metrics, rows = task.run_on_model(module, tok)
+                    metrics, rows = cast(ModelTask, task).run_on_model(module, tok)
                 if self.world > 1:
                     dist.barrier()
                 if self.rank != 0:
