@@ -215,8 +215,11 @@ class TrainConfig(Strict):
     """Peak learning rate."""
     scheduler: Literal["linear", "cosine", "constant"] = "linear"
     """Decay after warmup: linear to 0, cosine to 0, or constant."""
-    warmup: Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0, lt=1)] = 0.03
-    """Warmup: an int is a number of steps, a float a fraction of the total steps."""
+    warmup_ratio: Annotated[float, Field(ge=0, le=1)] = 0.03
+    """Linear warmup over this fraction of each stage's optimizer steps (rounded up), as Hugging
+    Face's warmup_ratio."""
+    warmup_steps: NonNegInt | None = None
+    """Linear warmup over this many optimizer steps per stage instead of `warmup_ratio`."""
     epochs: PositiveInt = 1
     """Passes over the trial's mixture."""
     max_steps: PositiveInt | None = None
@@ -247,6 +250,12 @@ class TrainConfig(Strict):
     """Evaluate held-out loss per source every this many steps (None: only at the end)."""
     eval_batch_size: PositiveInt = 16
     """Examples per worker per eval forward pass."""
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> TrainConfig:
+        if self.warmup_steps is not None and "warmup_ratio" in self.model_fields_set:
+            raise ValueError("give warmup_steps or warmup_ratio, not both")
+        return self
 
 
 class ScalingConfig(Strict):

@@ -47,9 +47,10 @@ def deepspeed_config(cfg: ExperimentConfig, dtype: str) -> dict[str, Any]:
 
 
 def warmup_steps(cfg: ExperimentConfig, total_steps: int) -> int:
-    """Warmup in steps: an int as given, a float as a fraction of ``total_steps`` (rounded up)."""
-    w = cfg.train.warmup
-    return w if isinstance(w, int) else math.ceil(w * total_steps)
+    """Warmup in steps: ``train.warmup_steps`` as given, else ``train.warmup_ratio`` of
+    ``total_steps`` (rounded up)."""
+    t = cfg.train
+    return t.warmup_steps if t.warmup_steps is not None else math.ceil(t.warmup_ratio * total_steps)
 
 
 def lr_factor(step: int, warmup: int, total: int, scheduler: str) -> float:

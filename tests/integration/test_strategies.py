@@ -35,7 +35,7 @@ def test_dmt_runs_two_stages_with_a_checkpoint_between(tmp_path: Path) -> None:
         strategy={"name": "dmt", "k": 0.25, "epochs": [1, 2]},
         train={
             "lr": 3e-3,
-            "warmup": 2,
+            "warmup_steps": 2,
             "micro_batch_size": 8,
             "log_every": 1,
             "report_every": 4,

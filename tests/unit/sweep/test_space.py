@@ -20,7 +20,7 @@ def test_every_space_kind_becomes_its_tune_domain() -> None:
         sweep={
             "space": {
                 "train.lr": {"loguniform": [1e-4, 1e-2]},
-                "train.warmup": {"uniform": [0.0, 0.1]},
+                "train.warmup_ratio": {"uniform": [0.0, 0.1]},
                 "train.epochs": {"randint": [1, 4]},
                 "train.scheduler": {"choice": ["linear", "cosine"]},
                 "train.grad_accum": {"grid": [1, 2]},
@@ -35,7 +35,7 @@ def test_every_space_kind_becomes_its_tune_domain() -> None:
     assert isinstance(p["train.lr"], tune.search.sample.Float)
     assert isinstance(p["train.lr"].sampler, tune.search.sample.LogUniform)
     assert (p["train.lr"].lower, p["train.lr"].upper) == (1e-4, 1e-2)
-    assert isinstance(p["train.warmup"].sampler, tune.search.sample.Uniform)
+    assert isinstance(p["train.warmup_ratio"].sampler, tune.search.sample.Uniform)
     assert isinstance(p["train.epochs"], tune.search.sample.Integer)
     assert (p["train.epochs"].lower, p["train.epochs"].upper) == (1, 4)
     assert p["train.scheduler"].categories == ["linear", "cosine"]

@@ -49,7 +49,7 @@ def _sgd_step(rank: int, world: int, micro: int, accum: int, zero: int) -> dict[
     from raymix.train.loop import optimizer_step
 
     cfg = dist.experiment(
-        micro_batch_size=micro, grad_accum=accum, grad_clip=0.0, warmup=0,
+        micro_batch_size=micro, grad_accum=accum, grad_clip=0.0, warmup_steps=0,
         scheduler="constant", zero_stage=zero, num_workers=world,
     )  # fmt: skip
     tok = dist.tokenizer()
@@ -91,7 +91,7 @@ def _zero3_job(rank: int, world: int, folder: str) -> dict[str, Any]:
     from raymix.train.loop import optimizer_step
 
     cfg = dist.experiment(
-        micro_batch_size=2, grad_accum=2, lr=1e-2, warmup=2, weight_decay=0.1,
+        micro_batch_size=2, grad_accum=2, lr=1e-2, warmup_steps=2, weight_decay=0.1,
         zero_stage=3, num_workers=world,
     )  # fmt: skip
     tok = dist.tokenizer()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from raymix.errors import ConfigError
 from raymix.train.engine import staged_lr_factor, warmup_steps
 from tests.unit.train import dist
 
@@ -30,5 +31,8 @@ def test_lr_schedules_follow_transformers_after_warmup() -> None:
 
 
 def test_warmup_fraction_rounds_up() -> None:
-    assert warmup_steps(dist.experiment(warmup=0.25), 10) == 3
-    assert warmup_steps(dist.experiment(warmup=3), 10) == 3
+    assert warmup_steps(dist.experiment(warmup_ratio=0.25), 10) == 3
+    assert warmup_steps(dist.experiment(warmup_steps=3), 10) == 3
+    assert warmup_steps(dist.experiment(), 10) == 1  # the default ratio, 0.03, rounded up
+    with pytest.raises(ConfigError, match="train: give warmup_steps or warmup_ratio, not both"):
+        dist.experiment(warmup_steps=3, warmup_ratio=0.1)
