@@ -154,7 +154,7 @@ class SourceConfig(Strict):
     heldout: NonNegInt = 64
     """Rows held out (seeded) for per-source eval loss and the heldout task."""
     heldout_fraction: Annotated[float, Field(ge=0, lt=1)] | None = None
-    """Hold out this fraction of the source's rows instead of a count of `heldout` rows."""
+    """Hold out this fraction of the source's rows; when given, it overrides `heldout`."""
     format: SourceFormat = "auto"
     """How rows map to chat messages: alpaca / code-alpaca (instruction, input, output), dolly
     (instruction, context, response), gsm8k (question, answer), sharegpt (conversations of
@@ -173,12 +173,6 @@ class SourceConfig(Strict):
     """Drop rows whose response is empty after stripping (counted in the manifest)."""
     strip: bool = True
     """Strip leading and trailing whitespace from every message."""
-
-    @model_validator(mode="after")
-    def _one_heldout_size(self) -> SourceConfig:
-        if self.heldout_fraction is not None and "heldout" in self.model_fields_set:
-            raise ValueError("give heldout (rows) or heldout_fraction, not both")
-        return self
 
     @property
     def heldout_size(self) -> int | float:
@@ -219,7 +213,8 @@ class TrainConfig(Strict):
     """Linear warmup over this fraction of each stage's optimizer steps (rounded up), as Hugging
     Face's warmup_ratio."""
     warmup_steps: NonNegInt | None = None
-    """Linear warmup over this many optimizer steps per stage instead of `warmup_ratio`."""
+    """Linear warmup over this many optimizer steps per stage; when given, it overrides
+    `warmup_ratio` (as in Hugging Face's TrainingArguments)."""
     epochs: PositiveInt = 1
     """Passes over the trial's mixture."""
     max_steps: PositiveInt | None = None
@@ -250,12 +245,6 @@ class TrainConfig(Strict):
     """Evaluate held-out loss per source every this many steps (None: only at the end)."""
     eval_batch_size: PositiveInt = 16
     """Examples per worker per eval forward pass."""
-
-    @model_validator(mode="after")
-    def _one_warmup(self) -> TrainConfig:
-        if self.warmup_steps is not None and "warmup_ratio" in self.model_fields_set:
-            raise ValueError("give warmup_steps or warmup_ratio, not both")
-        return self
 
 
 class ScalingConfig(Strict):

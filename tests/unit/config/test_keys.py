@@ -95,10 +95,10 @@ def test_heldout_is_a_count_or_an_explicit_fraction() -> None:
     assert validate(source(), "x.yaml").sources[0].heldout_size == 64
     assert validate(source(heldout=5), "x.yaml").sources[0].heldout_size == 5
     assert validate(source(heldout_fraction=0.1), "x.yaml").sources[0].heldout_size == 0.1
-    with pytest.raises(
-        ConfigError, match="sources.0: give heldout .rows. or heldout_fraction, not both"
-    ):
-        validate(source(heldout=5, heldout_fraction=0.1), "x.yaml")
+    both = validate(source(heldout=5, heldout_fraction=0.1), "x.yaml")
+    assert both.sources[0].heldout_size == 0.1  # the fraction overrides the count
+    again = validate(both.model_dump(mode="json"), "trial")  # trials re-validate the dump
+    assert again.sources[0].heldout_size == 0.1
     with pytest.raises(ConfigError, match=r"sources.0.heldout: .*int"):
         validate(source(heldout=0.5), "x.yaml")
 

@@ -184,4 +184,15 @@ def test_real_alpaca_subset(shared_data: Path, tmp_path: Path) -> None:
         "train": 3998, "validation": 500, "test": 500,
     }  # fmt: skip
     first = json.loads((tmp_path / "out" / "test.jsonl").read_text().splitlines()[0])["text"]
-    assert first.startswith(HEADER) and "\n\n### Response:" in first
+    assert "\n\n### Response:" in first
+    if "\n\n### Input:\n" in first:  # Stanford Alpaca's prompt_input for a row with an input
+        assert first.startswith(
+            HEADER[:-1] + ", paired with an input that provides further context."
+        )
+    else:
+        assert first.startswith(HEADER)
+    texts = [
+        json.loads(line)["text"]
+        for line in (tmp_path / "out" / "train.jsonl").read_text().splitlines()
+    ]
+    assert sum("\n\n### Input:\n" in t for t in texts) > 1000  # the subset's rows with an input

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from raymix.errors import ConfigError
+from raymix.config import validate
 from raymix.train.engine import staged_lr_factor, warmup_steps
 from tests.unit.train import dist
 
@@ -34,5 +34,6 @@ def test_warmup_fraction_rounds_up() -> None:
     assert warmup_steps(dist.experiment(warmup_ratio=0.25), 10) == 3
     assert warmup_steps(dist.experiment(warmup_steps=3), 10) == 3
     assert warmup_steps(dist.experiment(), 10) == 1  # the default ratio, 0.03, rounded up
-    with pytest.raises(ConfigError, match="train: give warmup_steps or warmup_ratio, not both"):
-        dist.experiment(warmup_steps=3, warmup_ratio=0.1)
+    assert warmup_steps(dist.experiment(warmup_steps=3, warmup_ratio=0.5), 10) == 3  # overrides
+    cfg = dist.experiment(warmup_steps=3)  # a trial re-validates the dumped config: both present
+    assert warmup_steps(validate(cfg.model_dump(mode="json"), "trial"), 10) == 3
