@@ -140,20 +140,22 @@ os.system("cat /root/.bashrc 2>&1 | head -1")
 
 
 def test_children_do_not_outlive_the_sample(tmp_path: Path) -> None:
+    # a duration no other process on the machine uses, so pgrep finds only the sample's children
+    seconds = f"300.{os.getpid()}{time.monotonic_ns() % 10_000}"
     result = run(
-        """
-import os, subprocess, time
-subprocess.Popen(["sleep", "300"], start_new_session=True)
+        f"""
+import os, subprocess
+subprocess.Popen(["sleep", "{seconds}"], start_new_session=True)
 if os.fork() == 0:
     os.setsid()
-    time.sleep(300)
+    os.execvp("sleep", ["sleep", "{seconds}"])
 print("parent leaving")
 """,
         QUICK,
     )
     assert "parent leaving" in result.output
     time.sleep(0.5)
-    leftovers = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True)
+    leftovers = subprocess.run(["pgrep", "-f", f"sleep {seconds}"], capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", "a child of the sample survived it"
 
 
