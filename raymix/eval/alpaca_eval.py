@@ -32,7 +32,7 @@ from raymix.eval.alpaca_metrics import (
     length_controlled_minimal_win_rate,
     preference_from_logprobs,
 )
-from raymix.eval.judge_client import Chat, JudgeClient, Judgement, client_for, task_path
+from raymix.eval.judge_client import Chat, JudgeClient, Judgement, client_for
 from raymix.eval.protocol import Request, Task, TaskKind
 
 __all__ = [
@@ -262,7 +262,7 @@ def _alpaca_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 def make_task(t: AlpacaEvalTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
     """The ``alpaca_eval`` task (listed in :data:`raymix.eval.registry.TASKS`)."""
-    path = task_path(t, "an AlpacaEval file (json array or jsonl rows with 'instruction')")
+    path = Path(t.path).expanduser()  # a json array or jsonl rows with 'instruction'
     judge, runs = client_for(t)
     baseline = Path(t.baseline).expanduser() if t.baseline else None
     return AlpacaEvalTask(load_alpaca(path, baseline, t.limit), judge, runs)

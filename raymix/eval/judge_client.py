@@ -25,7 +25,7 @@ from raymix.data.cache import cache_dir
 from raymix.data.files import write_atomic
 from raymix.errors import ConfigError
 
-__all__ = ["Chat", "JudgeClient", "Judgement", "TopLogprobs", "client_for", "task_path"]
+__all__ = ["Chat", "JudgeClient", "Judgement", "TopLogprobs", "client_for"]
 
 Chat = list[dict[str, str]]
 TopLogprobs = list[dict[str, float]]
@@ -186,12 +186,6 @@ def _read_cached(path: Path) -> Judgement | None:
     if not isinstance(text, str):
         return None
     return Judgement(text, record.get("top_logprobs"))
-
-
-def task_path(t: JudgedTaskConfig, what: str) -> Path:
-    """The task's ``path``, which holds ``what`` (the schema requires it: the Hugging Face hub
-    is not used; a missing file is the loader's DataError)."""
-    return Path(t.path).expanduser()
 
 
 def client_for(t: JudgedTaskConfig) -> tuple[JudgeClient, int]:

@@ -26,7 +26,7 @@ from raymix.config.schema import EvalConfig, MTBenchTaskConfig
 from raymix.data.files import read_jsonl
 from raymix.data.records import Message, Record
 from raymix.errors import DataError
-from raymix.eval.judge_client import Chat, JudgeClient, client_for, task_path
+from raymix.eval.judge_client import Chat, JudgeClient, client_for
 from raymix.eval.protocol import Request, Task, TaskKind
 
 __all__ = [
@@ -355,7 +355,7 @@ def _mt_bench_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 def make_task(t: MTBenchTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:
     """The ``mt_bench`` task (listed in :data:`raymix.eval.registry.TASKS`)."""
-    path = task_path(t, "MT-Bench's question.jsonl")
+    path = Path(t.path).expanduser()  # MT-Bench's question.jsonl
     judge, runs = client_for(t)
     questions = load_questions(path, t.limit)
     return MTBenchTask(questions, judge_prompts(path, SINGLE_PROMPTS), judge, runs)

@@ -16,7 +16,7 @@ from raymix.config.schema import EvalConfig, MTBenchPairwiseTaskConfig
 from raymix.data.files import read_jsonl
 from raymix.data.records import Record
 from raymix.errors import DataError
-from raymix.eval.judge_client import Chat, JudgeClient, client_for, task_path
+from raymix.eval.judge_client import Chat, JudgeClient, client_for
 from raymix.eval.mt_bench import (
     Question,
     answer_turns,
@@ -167,7 +167,7 @@ def make_task(
     t: MTBenchPairwiseTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]
 ) -> Task:
     """The ``mt_bench_pairwise`` task (listed in :data:`raymix.eval.registry.TASKS`)."""
-    path = task_path(t, "MT-Bench's question.jsonl")
+    path = Path(t.path).expanduser()  # MT-Bench's question.jsonl
     judge, runs = client_for(t)
     questions = load_questions(path, t.limit)
     baseline = _load_baseline_answers(Path(t.baseline).expanduser(), questions)

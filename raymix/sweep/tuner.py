@@ -45,7 +45,7 @@ def run_sweep(cfg: ExperimentConfig, address: str | None = None) -> SweepOutcome
 
     from raymix.sweep.callbacks import CloseTrialRuns
 
-    check_experiment(cfg)  # sources read, eval sets and judges configured
+    check_experiment(cfg, read_sources=False)  # eval sets and judges; prepare_data reads sources
     tokenizer, _, sources = prepare_data(cfg)  # tokenize every source once, into the cache
     contamination = find_contamination(cfg, sources)
     for mixture in cfg.mixture.grid:  # fail fast on a bad mixture, before Ray starts

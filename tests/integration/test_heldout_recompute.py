@@ -21,6 +21,7 @@ def test_recomputed_heldout_loss_equals_the_trial_s(tmp_path: Path) -> None:
 
     from raymix.eval.runs import evaluate_run
     from raymix.sweep.tuner import run_sweep
+    from raymix.tracking import MlflowTracker
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     raw = tiny_experiment(
@@ -44,10 +45,7 @@ def test_recomputed_heldout_loss_equals_the_trial_s(tmp_path: Path) -> None:
     outcome = run_sweep(validate(raw, origin="test"))
     assert outcome.num_errors == 0
     client = MlflowClient(outcome.tracking_uri)
-    (run,) = client.search_runs(
-        [outcome.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'",
-    )
+    (run,) = MlflowTracker(outcome.tracking_uri).trial_runs(outcome.parent_run_id)
     run_id = run.info.run_id
     keys = ("eval/loss/math", "eval/loss/code", "eval/loss/mean")
     final = {k: max(client.get_metric_history(run_id, k), key=lambda m: m.step) for k in keys}

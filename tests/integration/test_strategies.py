@@ -18,6 +18,7 @@ def test_dmt_runs_two_stages_with_a_checkpoint_between(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     from raymix.sweep.tuner import run_sweep
+    from raymix.tracking import MlflowTracker
 
     raw = tiny_experiment(
         name="dmt",
@@ -48,10 +49,7 @@ def test_dmt_runs_two_stages_with_a_checkpoint_between(tmp_path: Path) -> None:
     outcome = run_sweep(validate(raw, origin="test"))
     assert outcome.num_errors == 0
     client = MlflowClient(outcome.tracking_uri)
-    (run,) = client.search_runs(
-        [outcome.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'",
-    )
+    (run,) = MlflowTracker(outcome.tracking_uri).trial_runs(outcome.parent_run_id)
     run_id = run.info.run_id
     manifest = json.loads(
         Path(client.download_artifacts(run_id, "manifest.json", str(tmp_path))).read_text()
