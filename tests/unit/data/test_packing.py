@@ -4,7 +4,6 @@ computes alone (loss and logits) on the tiny Llama, with controls showing the ch
 from __future__ import annotations
 
 import random
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -97,14 +96,12 @@ def test_pack_matches_the_reference_on_random_lengths(capacity: int, raw: list[i
     assert pack(list(lengths), capacity) == bins
 
 
-def test_pack_is_fast_for_100k_examples() -> None:
+def test_pack_handles_100k_examples() -> None:
+    # speed is measured in bench/packing_efficiency.py, not here
     rng = random.Random(0)
     lengths = [min(1024, int(rng.lognormvariate(5.0, 0.8)) + 1) for _ in range(100_000)]
-    start = time.perf_counter()
     bins = pack(lengths, 1024)
-    elapsed = time.perf_counter() - start
     _check_bins(bins, lengths, 1024)
-    assert elapsed < 5.0, f"pack took {elapsed:.2f}s for 100k examples"
     assert packing_stats([sum(lengths[i] for i in b) for b in bins], width=1024).efficiency > 0.97
 
 
