@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     mix.add_argument("file", help="experiment YAML")
     mix.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     mix.add_argument("--mixture", help="which mixture of mixture.grid (default: every one)")
+    mix.add_argument(
+        "--sample",
+        type=_positive_int,
+        metavar="N",
+        help="mixture.space: the first N points a random search with the searcher's seed tries",
+    )
     mix.add_argument("--json", action="store_true", help="print the plans as JSON")
     prep = data.add_parser(
         "prepare",
@@ -161,19 +167,70 @@ def _help_keys(prefix: str) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _data_mix(cfg, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     from raymix.data.mixture import build_plan
     from raymix.data.pipeline import prepare_data
+    from raymix.errors import ConfigError
 
+    if (args.sample is None) != (cfg.mixture.space is None) or (args.sample and args.mixture):
+        raise ConfigError(
+            f"{args.file}: --sample N draws points of mixture.space (this experiment has "
+            + ("one: give --sample N)" if cfg.mixture.space else "mixture.grid: drop --sample)")
+            + ("; --mixture names a grid mixture" if args.mixture else "")
+        )
     _, _, sources = prepare_data(cfg)
-    names = [args.mixture] if args.mixture else list(cfg.mixture.grid)
+    if args.sample:
+        return _data_sample(cfg, args, sources)
+    names = [args.mixture] if args.mixture else cfg.mixture.names
     plans = {n: build_plan(cfg, n, sources) for n in names}
     if args.json:
         out = {n: _plan_summary(p) for n, p in plans.items()}
         print(json.dumps(out[names[0]] if len(names) == 1 else out, indent=1))
         return 0
+    _print_plans(plans)
+    return 0
+
+
+def _data_sample(cfg, args: argparse.Namespace, sources: Any) -> int:  # type: ignore[no-untyped-def]
+    from raymix.data.mixture import build_plan
+    from raymix.sweep.space import sample_points, trial_setup
+
+    plans = []
+    for i, point in enumerate(sample_points(cfg, args.sample)):
+        trial_cfg, mixture, searched = trial_setup(cfg, point)
+        plan = build_plan(trial_cfg, mixture, sources)
+        plans.append((f"sample {i}", plan, searched))
+    if args.json:
+        print(
+            json.dumps(
+                [{"params": searched, **_plan_summary(p)} for _, p, searched in plans], indent=1
+            )
+        )
+        return 0
+    for name, p, searched in plans:
+        point = p.spec["space"]
+        shares = ", ".join(f"{n} {w:.3f}" for n, w in point["weights"].items())
+        print(f"{name}: weights {shares}; amount {point['amount']:g} {point['unit']}")
+        if searched:
+            print("  " + ", ".join(f"{k}={v}" for k, v in sorted(searched.items())))
+        _print_plans({name: p}, header=False)
+    return 0
+
+
+def _print_plans(plans: dict[str, Plan], header: bool = True) -> None:
     for name, p in plans.items():
-        print(f"{name}  (hash {p.hash[:12]})")
+        if header:
+            print(f"{name}  (hash {p.hash[:12]})")
         for stage in p.stages:
             parts = ", ".join(
                 f"{k} {v.count} rows / {v.tokens} tokens" for k, v in stage.sources.items()
@@ -188,7 +245,6 @@ def _data_mix(cfg, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-
             )
             for task, why in p.lost_subtasks.get(src, {}).items():
                 print(f"    lost sub-task {task}: " + ", ".join(f"{k} {v}" for k, v in why.items()))
-    return 0
 
 
 def _data_prepare(args: argparse.Namespace) -> int:
@@ -221,6 +277,8 @@ def _data_prepare(args: argparse.Namespace) -> int:
 def _plan_summary(plan: Plan) -> dict[str, Any]:
     return {
         "hash": plan.hash,
+        "mixture": plan.mixture,
+        "spec": plan.spec,
         "stages": [
             {
                 "name": st.name,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raymix.tracking import MlflowTracker
+from raymix.tracking.mlflow_tracker import STOPPED_AT_TAG, STOPPED_TAG
 
 LOSS_PREFIX = "eval/loss/"
 
@@ -43,13 +44,22 @@ def sweep_table(tracking_uri: str, parent_run_id: str) -> Table:
     rows = []
     for r in runs:
         p = r.data.params
-        counts = {k.split(".", 1)[1]: int(v) for k, v in p.items() if _is_count(k, v)}
+        counts = {
+            n: int(p[f"mixture.{n}"])
+            for n in _source_names(p)
+            if p.get(f"mixture.{n}", "").isdigit()
+        }
+        tags = r.data.tags
+        stopped = tags.get(STOPPED_TAG) == "true"
         rows.append(
             {
-                "trial": r.data.tags.get("raymix.trial_id", r.info.run_id[:8]),
+                "trial": tags.get("raymix.trial_id", r.info.run_id[:8]),
                 "mixture": p.get("mixture.name", "?"),
                 "rows": " + ".join(f"{n} {c}" for n, c in sorted(counts.items()) if c),
-                "status": r.info.status,
+                "status": (
+                    f"stopped@{tags.get(STOPPED_AT_TAG, '?')}" if stopped else r.info.status
+                ),
+                "stopped": stopped,
                 **{m: r.data.metrics.get(m) for m in columns},
             }
         )
@@ -58,10 +68,11 @@ def sweep_table(tracking_uri: str, parent_run_id: str) -> Table:
 
 def render_table(table: Table) -> str:
     """A plain-text rendering; the best value of each column carries a ``*``."""
-    header = ["trial", "mixture", "rows"] + [c.removeprefix("eval/") for c in table.columns]
+    header = ["trial", "mixture", "rows", "status"]
+    header += [c.removeprefix("eval/") for c in table.columns]
     lines = [header]
     for r in table.rows:
-        cells = [r["trial"], r["mixture"], r["rows"]]
+        cells = [r["trial"], r["mixture"], r["rows"], r.get("status", "")]
         for c in table.columns:
             v = r.get(c)
             mark = "*" if _is_num(v) and v == table.best(c) else " "
@@ -72,17 +83,23 @@ def render_table(table: Table) -> str:
         "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)) for row in lines
     ]
     out.insert(1, "  ".join("-" * w for w in widths))
-    note = "* best in column (lowest loss, highest score)"
-    return "\n".join(out + ["", note])
+    notes = ["* best in column (lowest loss, highest score)"]
+    if any(r.get("stopped") for r in table.rows):
+        notes.append(
+            "stopped@N: stopped early by the scheduler at step N; its scores are those it "
+            "reached then (held-out loss only, no final evaluation)"
+        )
+    return "\n".join(out + [""] + notes)
 
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, int | float) and not math.isnan(v)
 
 
-def _is_count(key: str, value: str) -> bool:
-    return (
-        key.startswith("mixture.")
-        and key not in ("mixture.name", "mixture.hash")
-        and value.isdigit()
+def _source_names(params: dict[str, str]) -> list[str]:
+    """The experiment's sources, from the trial's ``sources.<name>.path`` params."""
+    return sorted(
+        k[len("sources.") : -len(".path")]
+        for k in params
+        if k.startswith("sources.") and k.endswith(".path")
     )

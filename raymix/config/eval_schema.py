@@ -166,6 +166,9 @@ class EvalConfig(Strict):
 
     tasks: list[EvalTaskConfig] = []
     """The tasks to run on the final model."""
+    loss_weights: dict[str, Annotated[float, Field(ge=0)]] | None = None
+    """Weights of the sources' held-out losses in eval/loss/weighted (normalised over the listed
+    sources), reported at every evaluation: the default metric of sweep.scheduler when given."""
     contamination: ContaminationConfig = ContaminationConfig()
     """Overlap of the training data with the eval sets."""
     max_new_tokens: PositiveInt = 128

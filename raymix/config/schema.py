@@ -30,19 +30,24 @@ from raymix.config.eval_schema import (
     parse_eval_task,
 )
 from raymix.config.mixture_schema import (
+    AmountSpace,
     BudgetMixture,
     BudgetSpec,
+    Log2Grid,
     MixtureConfig,
+    MixtureSpace,
     MixtureSpec,
     RatioMixture,
     RatioSpec,
     SpecialisedRatioMixture,
     SpecialisedRatioSpec,
+    WeightsSpace,
     mixture_sources,
 )
 
 __all__ = [
     "AlpacaEvalTaskConfig",
+    "AmountSpace",
     "BudgetMixture",
     "BudgetSpec",
     "ContaminationConfig",
@@ -58,9 +63,11 @@ __all__ = [
     "HumanEvalTaskConfig",
     "JudgeConfig",
     "JudgedTaskConfig",
+    "Log2Grid",
     "MTBenchPairwiseTaskConfig",
     "MTBenchTaskConfig",
     "MixtureConfig",
+    "MixtureSpace",
     "MixtureSpec",
     "ModelConfig",
     "NonNegInt",
@@ -69,6 +76,8 @@ __all__ = [
     "RatioMixture",
     "RatioSpec",
     "ScalingConfig",
+    "SchedulerConfig",
+    "SearchConfig",
     "SourceConfig",
     "SourceFormat",
     "SpaceParam",
@@ -81,8 +90,10 @@ __all__ = [
     "TokenizerConfig",
     "TrackingConfig",
     "TrainConfig",
+    "WeightsSpace",
     "mixture_sources",
     "parse_eval_task",
+    "scheduler_metric",
 ]
 
 
@@ -290,10 +301,11 @@ class TrackingConfig(Strict):
 
 
 class SpaceParam(Strict):
-    """One searched hyper-parameter: exactly one of grid, choice, uniform, loguniform, randint."""
+    """One searched parameter: exactly one of grid, choice, uniform, loguniform, randint, and
+    optionally ``when`` (sample it only for some values of another searched parameter)."""
 
     grid: list[Any] | None = None
-    """Try every value (combined with the mixture grid)."""
+    """Try every value (combined with the mixture grid); a categorical for Optuna."""
     choice: list[Any] | None = None
     """Sample one value per trial."""
     uniform: tuple[float, float] | None = None
@@ -302,6 +314,10 @@ class SpaceParam(Strict):
     """Sample log-uniformly from [low, high]."""
     randint: tuple[int, int] | None = None
     """Sample an int from [low, high)."""
+    when: dict[str, list[Any]] | None = None
+    """Sample this parameter only when another (unconditional) searched parameter takes one of
+    the listed values, e.g. {strategy.name: [dmt]} for DMT's k; otherwise the config's value
+    stays."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SpaceParam:
@@ -313,27 +329,124 @@ class SpaceParam(Strict):
                 "give exactly one of grid, choice, uniform, loguniform, randint"
                 + (f" (got {', '.join(given)})" if given else "")
             )
+        if self.loguniform and not 0 < self.loguniform[0] <= self.loguniform[1]:
+            raise ValueError(f"loguniform: need 0 < low <= high, got {list(self.loguniform)}")
+        for rng in (self.uniform, self.randint):
+            if rng and rng[0] > rng[1]:
+                raise ValueError(f"low {rng[0]} is above high {rng[1]}")
         return self
+
+    def values(self) -> list[Any] | None:
+        """The finite values (grid or choice), else None."""
+        return self.grid if self.grid is not None else self.choice
+
+
+class SearchConfig(Strict):
+    """Which searcher picks the trials' points."""
+
+    algorithm: Literal["grid", "random", "tpe", "nsga2"] = "grid"
+    """grid: Tune's variant generator, every grid value crossed (mixture.grid names and grid
+    parameters), the rest sampled num_samples times; needs mixture.grid or a finite
+    mixture.space. random, tpe, nsga2: Optuna's RandomSampler, TPESampler or NSGAIISampler
+    through Tune's OptunaSearch with a define-by-run space (conditional parameters sampled only
+    when they apply); num_samples is then the number of trials."""
+    seed: NonNegInt | None = None
+    """Seed of the searcher (default: the experiment's seed): the same seed tries the same points
+    when trials run one at a time."""
+    metrics: list[str] | None = None
+    """Multi-objective search (tpe or nsga2): several metrics, e.g. [eval/heldout/math/exact_match,
+    eval/heldout/code/pass@1]; default: sweep.metric alone."""
+    modes: list[Literal["min", "max"]] | None = None
+    """min or max per metric of `metrics`."""
+    n_startup_trials: PositiveInt = 4
+    """tpe: random trials before the model of good points takes over (Optuna's default is 10)."""
+
+    @model_validator(mode="after")
+    def _objectives(self) -> SearchConfig:
+        if self.metrics is not None:
+            if self.algorithm not in ("tpe", "nsga2"):
+                raise ValueError(
+                    f"metrics: several objectives need algorithm tpe or nsga2, not {self.algorithm}"
+                )
+            if not self.metrics or len(self.modes or []) != len(self.metrics):
+                raise ValueError("metrics and modes need one mode (min or max) per metric")
+        elif self.modes is not None:
+            raise ValueError("modes needs metrics")
+        return self
+
+
+class SchedulerConfig(Strict):
+    """Early stopping of weak trials, on a held-out loss reported at every evaluation."""
+
+    name: Literal["none", "asha", "median"] = "none"
+    """none: every trial runs to the end. asha: Tune's ASHAScheduler (asynchronous successive
+    halving). median: Tune's MedianStoppingRule."""
+    metric: str | None = None
+    """What to compare: an eval/loss/* metric (a source, mean, or weighted); default
+    eval/loss/weighted when eval.loss_weights is set, else eval/loss/mean. Never the training
+    loss: early training loss misleads (Pareja et al.)."""
+    mode: Literal["min", "max"] = "min"
+    """Whether lower or higher `metric` is better."""
+    time_attr: Literal["step", "tokens"] = "step"
+    """The scheduler's clock: optimizer steps, or tokens trained on."""
+    grace_period: PositiveInt | None = None
+    """No trial stops before this much time_attr (default: train.eval_every steps)."""
+    reduction_factor: Annotated[float, Field(gt=1)] = 3.0
+    """asha: keep the best 1/reduction_factor of the trials at each rung."""
+    max_t: PositiveInt = 10**9
+    """asha: the most time_attr a trial may use (the last rung)."""
+    min_samples_required: PositiveInt = 3
+    """median: trials needed at a point before one is compared with their median."""
 
 
 class SweepConfig(Strict):
     """How Ray Tune runs the trials."""
 
     num_samples: PositiveInt = 1
-    """Repeats of the grid (each repeat samples the non-grid parameters anew)."""
+    """grid search: repeats of the grid (each samples the non-grid parameters anew); random,
+    tpe, nsga2: the number of trials."""
     max_concurrent_trials: PositiveInt = 1
-    """Trials running at once; size it to the cluster (a trial that cannot get its workers waits)."""
+    """Trials running at once (Tune's concurrency limiter); size it to the cluster (a trial that
+    cannot get its workers waits)."""
     metric: str = "eval/loss/mean"
-    """The Tune metric that ranks trials."""
+    """The Tune metric that ranks trials (the searcher's objective)."""
     mode: Literal["min", "max"] = "min"
     """Whether lower or higher `metric` is better."""
     storage_path: str | None = None
     """Where Ray Tune and Train keep results and checkpoints (shared storage on a cluster);
     default ./raymix_runs."""
     space: dict[str, SpaceParam] = {}
-    """Searched hyper-parameters by dotted key, e.g. {'train.lr': {'grid': [1e-3, 3e-4]}}."""
+    """Searched parameters by dotted key, e.g. {'train.lr': {'loguniform': [1e-4, 3e-3]},
+    'strategy.name': {'choice': [multitask, dmt]}, 'strategy.k': {'loguniform': [0.004, 1],
+    'when': {'strategy.name': [dmt]}}}."""
+    search: SearchConfig = SearchConfig()
+    """The searcher."""
+    scheduler: SchedulerConfig = SchedulerConfig()
+    """Early stopping."""
     max_failures: NonNegInt = 1
     """Times a crashed trial is retried (Tune) and a crashed worker group restarted (Train)."""
+
+    @model_validator(mode="after")
+    def _conditions(self) -> SweepConfig:
+        for key, p in self.space.items():
+            for dep, allowed in (p.when or {}).items():
+                parent = self.space.get(dep)
+                if parent is None or parent.when is not None:
+                    raise ValueError(
+                        f"space.{key}.when: {dep!r} must be an unconditional searched parameter; "
+                        f"searched: {', '.join(k for k, q in self.space.items() if not q.when)}"
+                    )
+                values = parent.values()
+                if values is None:
+                    raise ValueError(
+                        f"space.{key}.when: {dep!r} must be a grid or choice parameter"
+                    )
+                bad = [v for v in allowed if v not in values]
+                if bad or not allowed:
+                    raise ValueError(
+                        f"space.{key}.when.{dep}: {bad or allowed} not among its values {values}"
+                    )
+        return self
 
 
 class ExperimentConfig(Strict):
@@ -377,13 +490,16 @@ class ExperimentConfig(Strict):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"sources: duplicate source name(s) {', '.join(dup)}")
-        for mix, spec in self.mixture.grid.items():
+        for mix, spec in (self.mixture.grid or {}).items():
             unknown = sorted(mixture_sources(spec) - set(names))
             if unknown:
                 raise ValueError(
                     f"mixture.grid.{mix}: unknown source(s) {', '.join(unknown)}; "
                     f"allowed: {', '.join(names)}"
                 )
+        if self.mixture.space is not None:
+            _check_space(self.mixture.space, names)
+        _check_search(self)
         if self.template == "tokenizer" and self.tokenizer.name == "builtin":
             raise ValueError(
                 "template: 'tokenizer' uses the tokenizer's chat_template, and the builtin "
@@ -397,3 +513,99 @@ class ExperimentConfig(Strict):
                 f"strategy: unknown source(s) {', '.join(unknown)}; allowed: {', '.join(names)}"
             )
         return self
+
+
+def _check_space(space: MixtureSpace, names: list[str]) -> None:
+    """The space's sources exist, and its shares can be met."""
+    w = space.weights
+    simplex = space.simplex(names)
+    if not simplex:
+        raise ValueError("mixture.space.sources: the simplex is empty; name at least one source")
+    for where, named in (
+        ("sources", space.sources or []),
+        ("weights.dirichlet", w.dirichlet if isinstance(w.dirichlet, dict) else {}),
+        ("weights.ranges", w.ranges or {}),
+        ("weights.min_share", w.min_share),
+        ("weights.max_share", w.max_share),
+    ):
+        unknown = sorted(set(named) - set(names))
+        if unknown:
+            raise ValueError(
+                f"mixture.space.{where}: unknown source(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(names)}"
+            )
+        outside = sorted(set(named) - set(simplex))
+        if outside:
+            raise ValueError(
+                f"mixture.space.{where}: {', '.join(outside)} not on the simplex "
+                f"({', '.join(simplex)})"
+            )
+    missing = [n for n in simplex if isinstance(w.dirichlet, dict) and n not in w.dirichlet]
+    missing += [n for n in simplex if w.ranges is not None and n not in w.ranges]
+    if missing:
+        raise ValueError(
+            f"mixture.space.weights: no concentration or range for {', '.join(missing)}"
+        )
+    if sum(w.max_share.get(n, 1.0) for n in simplex) < 1 - 1e-12:
+        raise ValueError("mixture.space.weights.max_share: the shares cannot reach 1 in all")
+    if space.amount.unit == "data" and space.amount.largest() > 1 and not space.allow_upsampling:
+        raise ValueError(
+            f"mixture.space.amount: {space.amount.largest():g} of the data needs "
+            "allow_upsampling: true (above 1 repeats rows)"
+        )
+
+
+LOSS_METRICS = "eval/loss/"
+
+
+def _check_search(cfg: ExperimentConfig) -> None:
+    """The searcher can search this space; the scheduler has a held-out loss to compare."""
+    sw, names = cfg.sweep, [s.name for s in cfg.sources]
+    if sw.search.algorithm == "grid":
+        space = cfg.mixture.space
+        if space is not None and (space.amount.values() is None or not space.weights.natural):
+            raise ValueError(
+                "sweep.search.algorithm: grid needs a finite mixture.space (weights.natural and "
+                "an amount that is fixed, a choice or a log2_grid); use random, tpe or nsga2 to "
+                "sample weights"
+            )
+        for key, p in sw.space.items():
+            if p.when is not None and p.grid is None:
+                raise ValueError(
+                    f"sweep.space.{key}: under grid search a conditional parameter must be a grid"
+                )
+    weights = cfg.eval.loss_weights
+    if weights is not None:
+        unknown = sorted(set(weights) - set(names))
+        if unknown:
+            raise ValueError(
+                f"eval.loss_weights: unknown source(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(names)}"
+            )
+        if not any(v > 0 for v in weights.values()):
+            raise ValueError("eval.loss_weights: give at least one source a positive weight")
+    sch = sw.scheduler
+    if sch.name == "none":
+        return
+    if cfg.train.eval_every is None:
+        raise ValueError(
+            f"sweep.scheduler: {sch.name} compares held-out losses during training; set "
+            "train.eval_every (steps between evaluations)"
+        )
+    metric = scheduler_metric(cfg)
+    allowed = [LOSS_METRICS + n for n in [*names, "mean"]]
+    if weights is not None:
+        allowed.append(LOSS_METRICS + "weighted")
+    if metric not in allowed:
+        raise ValueError(
+            f"sweep.scheduler.metric: {metric!r} is not reported during training; allowed: "
+            f"{', '.join(allowed)} (the training loss misleads early, so it is not offered)"
+        )
+
+
+def scheduler_metric(cfg: ExperimentConfig) -> str:
+    """The metric the scheduler compares (see ``SchedulerConfig.metric``)."""
+    sch = cfg.sweep.scheduler
+    if sch.metric:
+        return sch.metric
+    return LOSS_METRICS + ("weighted" if cfg.eval.loss_weights is not None else "mean")

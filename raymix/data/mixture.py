@@ -26,6 +26,7 @@ from raymix.config.schema import (
 from raymix.data.pipeline import PreparedSource
 from raymix.data.plan import Plan, PlanStage, StageSource
 from raymix.data.rounding import largest_remainder
+from raymix.data.simplex import POINT_NAME, MixturePoint, fill, shares
 from raymix.data.sources import rng_for
 from raymix.data.strategies import compile_stages, stage_epochs
 from raymix.errors import ConfigError
@@ -38,20 +39,21 @@ Flagged = Mapping[str, Mapping[str, Sequence[int]]]  # eval task -> source -> co
 
 def build_plan(
     cfg: ExperimentConfig,
-    mixture: str,
+    mixture: str | MixturePoint,
     sources: Mapping[str, PreparedSource],
     contamination: Flagged | None = None,
 ) -> Plan:
-    """Compile the named mixture of ``cfg`` into its plan (see the module docstring).
+    """Compile a named mixture of ``mixture.grid``, or a point of ``mixture.space``, into its
+    plan (see the module docstring).
 
     ``contamination`` names, per eval task and source, the rows that overlap the eval set; with
     ``eval.contamination.drop`` they leave the training pools before sampling.
     """
-    if mixture not in cfg.mixture.grid:
+    if isinstance(mixture, str) and mixture not in cfg.mixture.names:
         raise ConfigError(
-            f"mixture {mixture!r} is not in mixture.grid; allowed: {', '.join(cfg.mixture.grid)}"
+            f"mixture {mixture!r} is not in mixture.grid; allowed: "
+            + (", ".join(cfg.mixture.names) or "none (the experiment has a mixture.space)")
         )
-    spec = cfg.mixture.grid[mixture]
     flagged = {
         name: set().union(*(set(per.get(name, ())) for per in (contamination or {}).values()))
         for name in sources
@@ -63,14 +65,20 @@ def build_plan(
             n: replace(s, train_ids=[i for i in s.train_ids if i not in flagged[n]])
             for n, s in sources.items()
         }
-    rows = _rows(cfg, mixture, spec, sources)
+    if isinstance(mixture, MixturePoint):
+        rows, record = _point_rows(cfg, mixture, sources)
+        name = POINT_NAME
+    else:
+        spec = (cfg.mixture.grid or {})[mixture]
+        rows, name = _rows(cfg, mixture, spec, sources), mixture
+        record = spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec)
     stages = compile_stages(cfg, rows, {n: s.ability for n, s in sources.items()})
     epochs = stage_epochs(cfg, len(stages))
     plan = Plan(
         version=PLAN_VERSION,
         experiment=cfg.name,
-        mixture=mixture,
-        spec=spec.model_dump(mode="json") if hasattr(spec, "model_dump") else dict(spec),
+        mixture=name,
+        spec=record,
         seed=cfg.seed,
         strategy=cfg.strategy.model_dump(mode="json"),
         template=cfg.template,
@@ -196,6 +204,54 @@ def _rows(
     return {
         n: draw_rows(pool(n), c, rng_for(cfg.seed, "mixture", n)) for n, c in sorted(counts.items())
     }
+
+
+def _point_rows(
+    cfg: ExperimentConfig, point: MixturePoint, sources: Mapping[str, PreparedSource]
+) -> tuple[dict[str, list[int]], dict[str, Any]]:
+    """Row ids per source for a point of ``mixture.space``, and the point's record for the
+    manifest: the draws, the shares, the amount and the total it means, and the counts."""
+    space = cfg.mixture.space
+    assert space is not None
+    simplex = space.simplex([s.name for s in cfg.sources])
+    unit = space.amount.unit
+    pools = {n: sources[n].train_ids for n in simplex}
+    if unit == "tokens":
+        sizes = {n: _tokens(sources[n], ids) for n, ids in pools.items()}
+        total = int(round(point.amount))
+    else:
+        sizes = {n: len(ids) for n, ids in pools.items()}
+        total = int(round(point.amount * (sum(sizes.values()) if unit == "data" else 1)))
+    weights = shares(space, simplex, point.draws, sizes)
+    caps = None if space.allow_upsampling else sizes
+    counts = fill(total, weights, caps, f"mixture.space.amount ({point.amount:g} {unit})")
+    record = {
+        "space": {
+            "draws": dict(point.draws),
+            "weights": weights,
+            "amount": point.amount,
+            "unit": unit,
+            "total": total,
+            "counts": counts,
+        }
+    }
+    rng = {n: rng_for(cfg.seed, "mixture", n) for n in simplex}
+    if unit == "tokens":
+        rows = {
+            n: draw_tokens(
+                pools[n],
+                sources[n].cache.lengths,
+                t,
+                rng[n],
+                space.allow_upsampling,
+                f"mixture.space, source {n!r}",
+            )  # fmt: skip
+            for n, t in sorted(counts.items())
+            if t
+        }
+    else:
+        rows = {n: draw_rows(pools[n], c, rng[n]) for n, c in sorted(counts.items()) if c}
+    return rows, record
 
 
 def draw_rows(pool: Sequence[int], count: int, rng: np.random.Generator) -> list[int]:

@@ -1,5 +1,6 @@
-"""A Tune callback that closes the MLflow child run of a trial Tune ended from outside (a
-scheduler's stop, a crash of the trial actor): such runs would otherwise stay RUNNING forever."""
+"""A Tune callback that closes the MLflow child run of a trial Tune ended from outside: a
+scheduler's stop or a crash of the trial actor. Such runs would otherwise stay RUNNING forever,
+and a stopped trial must say so (RAY260: nothing after the stopping report runs in the trial)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,39 @@ from typing import Any
 from ray.tune import Callback
 
 from raymix.tracking import MlflowTracker
+from raymix.tracking.mlflow_tracker import STOPPED_AT_TAG, STOPPED_TAG
+from raymix.train.loop import TRAINED
 
 
 class CloseTrialRuns(Callback):
-    """FAILED on error; KILLED when a trial completed while its run is still RUNNING (a scheduler
-    stopped it before its driver could close the run)."""
+    """FAILED on error. When a trial completes while its run is still RUNNING, its driver was
+    cut off: by a scheduler before the last step (tagged ``raymix.stopped_early`` and
+    ``raymix.stopped_at_step``, status KILLED), or after its last report (FINISHED)."""
 
     def __init__(self, tracking_uri: str, parent_run_id: str) -> None:
         self._uri = tracking_uri
         self._parent = parent_run_id
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._close(trial.trial_id, "KILLED")
+        last = trial.last_result or {}
+        run_id = self._running_run(trial.trial_id)
+        if run_id is None:
+            return
+        tracker = MlflowTracker(self._uri)
+        if last.get(TRAINED):
+            tracker.finish(run_id)
+            return
+        tracker.set_tag(run_id, STOPPED_TAG, "true")
+        tracker.set_tag(run_id, STOPPED_AT_TAG, str(last.get("step", "?")))
+        tracker.finish(run_id, "KILLED")
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._close(trial.trial_id, "FAILED")
+        run_id = self._running_run(trial.trial_id)
+        if run_id is not None:
+            MlflowTracker(self._uri).finish(run_id, "FAILED")
 
-    def _close(self, trial_id: str, status: str) -> None:
-        tracker = MlflowTracker(self._uri)
-        for run in tracker.trial_runs(self._parent):
+    def _running_run(self, trial_id: str) -> str | None:
+        for run in MlflowTracker(self._uri).trial_runs(self._parent):
             if run.data.tags.get("raymix.trial_id") == trial_id and run.info.status == "RUNNING":
-                tracker.finish(run.info.run_id, status)
+                return str(run.info.run_id)
+        return None

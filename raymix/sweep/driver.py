@@ -7,12 +7,14 @@ actor, builds the trainer and forwards its reports to Tune through ``TuneReportC
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from raymix.config import ExperimentConfig, dump, flatten, with_params
+from raymix.config import ExperimentConfig, dump, flatten
 from raymix.data.mixture import build_plan
 from raymix.data.pipeline import prepare_data
 from raymix.data.plan import Plan
+from raymix.sweep.space import trial_setup
 from raymix.tracking import MlflowTracker
 from raymix.tracking.mlflow_tracker import CHECKPOINT_TAG
 from raymix.train.launch import build_trainer
@@ -33,17 +35,17 @@ def run_trial(
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    entered = time.time()
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     base = ExperimentConfig.model_validate_json(experiment_json)
-    cfg = with_params(base, params.get("params") or {})
-    mixture = params["mixture"]
+    cfg, mixture, _ = trial_setup(base, params)
     _, _, sources = prepare_data(cfg, tokenizer, warn=False)  # the cache: opened, not rebuilt
     plan = build_plan(cfg, mixture, sources, contamination)
 
     tracker = MlflowTracker(tracking_uri)
-    run_id = tracker.trial_run(experiment_id, parent_run_id, trial_id, f"{mixture}-{trial_id}")
-    tracker.log_params(run_id, trial_params(cfg, mixture, plan))
+    run_id = tracker.trial_run(experiment_id, parent_run_id, trial_id, f"{plan.mixture}-{trial_id}")
+    tracker.log_params(run_id, trial_params(cfg, plan))
     tracker.log_json(run_id, plan.to_json(), "manifest.json")
     tracker.log_text(run_id, dump(cfg), "config.yaml")
     if plan.contamination is not None:
@@ -58,26 +60,33 @@ def run_trial(
             "tracking_uri": tracking_uri,
             "run_id": run_id,
             "trial_id": trial_id,
+            "fit_called_at": time.time(),
         },
         name=f"{ctx.get_experiment_name()}/train_runs/{trial_id}",
         storage_path=storage_path,
         tracking_uri=tracking_uri,
         callbacks=[TuneReportCallback()],
     )
+    fit_called = time.time()
     try:
         result = trainer.fit()
     except BaseException:
         tracker.finish(run_id, "FAILED")
         raise
+    now = time.time()
+    tracker.log_metrics(
+        run_id, {"time/trial_setup_s": fit_called - entered, "time/trial_s": now - entered}, step=0
+    )
     if result.checkpoint is not None:
         tracker.set_tag(run_id, CHECKPOINT_TAG, result.checkpoint.path)
         tracker.log_json(run_id, {"path": result.checkpoint.path}, "checkpoint.json")
     tracker.finish(run_id)
 
 
-def trial_params(cfg: ExperimentConfig, mixture: str, plan: Plan) -> dict[str, Any]:
-    """The child run's params: flattened config (dots), the mixture name, rows per source, and
-    per source the rows dropped before sampling (``data.<source>.dropped.<reason>``), its
+def trial_params(cfg: ExperimentConfig, plan: Plan) -> dict[str, Any]:
+    """The child run's params: flattened config (dots), the mixture name, rows per source; for
+    a point of mixture.space its shares (``mixture.weight.<source>``), amount, unit and total;
+    and per source the rows dropped before sampling (``data.<source>.dropped.<reason>``), its
     emptied sub-tasks (``data.<source>.lost_subtasks``) and the tokens truncation cuts
     (``data.<source>.tokens``, ``.truncated_tokens``, ``.truncated_share``)."""
     raw = cfg.model_dump(mode="json")
@@ -86,11 +95,18 @@ def trial_params(cfg: ExperimentConfig, mixture: str, plan: Plan) -> dict[str, A
     sources = {s.pop("name"): s for s in raw.pop("sources")}
     params = flatten(raw)
     params.update(flatten(sources, "sources."))
-    params["mixture.name"] = mixture
+    params["mixture.name"] = plan.mixture
     params["mixture.hash"] = plan.hash
     counts = plan.rows_per_source()
     for name in sorted(sources):
         params[f"mixture.{name}"] = counts.get(name, 0)
+    point = plan.spec.get("space")
+    if point is not None:
+        for name, share in point["weights"].items():
+            params[f"mixture.weight.{name}"] = round(share, 6)
+        params["mixture.amount"] = point["amount"]
+        params["mixture.unit"] = point["unit"]
+        params["mixture.total"] = point["total"]
     for name, reasons in plan.dropped.items():
         for reason, n in reasons.items():
             params[f"data.{name}.dropped.{reason}"] = n

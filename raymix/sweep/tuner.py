@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from raymix.config import ExperimentConfig, dump
+from raymix.config.schema import WeightsSpace, scheduler_metric
 from raymix.data.mixture import build_plan
 from raymix.data.pipeline import prepare_data
+from raymix.data.simplex import MixturePoint
 from raymix.sweep.contamination import find_contamination
 from raymix.sweep.driver import run_trial
 from raymix.sweep.preflight import check_experiment
-from raymix.sweep.space import param_space
+from raymix.sweep.space import define_by_run, objectives, param_space, sampler, search_seed
 from raymix.tracking import MlflowTracker, resolve_uri
 
 DRIVER_CPU = 0.01  # the trial driver only waits on its TorchTrainer; its workers hold the CPUs
@@ -48,8 +50,7 @@ def run_sweep(cfg: ExperimentConfig, address: str | None = None) -> SweepOutcome
     check_experiment(cfg, read_sources=False)  # eval sets and judges; prepare_data reads sources
     tokenizer, _, sources = prepare_data(cfg)  # tokenize every source once, into the cache
     contamination = find_contamination(cfg, sources)
-    for mixture in cfg.mixture.grid:  # fail fast on a bad mixture, before Ray starts
-        build_plan(cfg, mixture, sources, contamination)
+    check_mixtures(cfg, sources, contamination)  # fail fast on a bad mixture, before Ray starts
 
     uri = resolve_uri(cfg.tracking.uri)
     storage = _storage_path(cfg.sweep.storage_path)
@@ -73,14 +74,18 @@ def run_sweep(cfg: ExperimentConfig, address: str | None = None) -> SweepOutcome
         ),
         {"CPU": DRIVER_CPU},
     )
+    searcher, space = search_algorithm(cfg)
     tuner = tune.Tuner(
         trainable,
-        param_space=param_space(cfg),
+        param_space=space,
         tune_config=tune.TuneConfig(
-            metric=cfg.sweep.metric,
-            mode=cfg.sweep.mode,
+            search_alg=searcher,
+            scheduler=scheduler(cfg),
             num_samples=cfg.sweep.num_samples,
             max_concurrent_trials=cfg.sweep.max_concurrent_trials,
+            # A trial's driver actor serves the next trial, except under a scheduler: a stopped
+            # trial's driver is cut off mid-fit, and its actor must die with its workers.
+            reuse_actors=cfg.sweep.scheduler.name == "none",
         ),
         run_config=tune.RunConfig(
             name=name,
@@ -97,6 +102,72 @@ def run_sweep(cfg: ExperimentConfig, address: str | None = None) -> SweepOutcome
         raise
     tracker.finish(parent, "FAILED" if grid.num_errors else "FINISHED")
     return SweepOutcome(name, uri, experiment_id, parent, storage, grid.num_errors, grid)
+
+
+def search_algorithm(cfg: ExperimentConfig) -> tuple[Any, dict[str, Any]]:
+    """The Tune searcher of ``sweep.search`` and the param space it is handed (empty for
+    Optuna, which samples the define-by-run space itself). Tune wraps it in its concurrency
+    limiter for ``max_concurrent_trials``."""
+    from ray.tune.search import BasicVariantGenerator
+
+    if cfg.sweep.search.algorithm == "grid":
+        return BasicVariantGenerator(random_state=search_seed(cfg)), param_space(cfg)
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    metric, mode = objectives(cfg)
+    return OptunaSearch(define_by_run(cfg), metric=metric, mode=mode, sampler=sampler(cfg)), {}
+
+
+def scheduler(cfg: ExperimentConfig) -> Any:
+    """The Tune trial scheduler of ``sweep.scheduler`` (None: first in, first out)."""
+    from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
+
+    s = cfg.sweep.scheduler
+    if s.name == "none":
+        return None
+    metric = scheduler_metric(cfg)
+    grace = s.grace_period or cfg.train.eval_every or 1
+    if s.name == "asha":
+        return ASHAScheduler(
+            time_attr=s.time_attr,
+            metric=metric,
+            mode=s.mode,
+            max_t=max(s.max_t, grace),
+            grace_period=grace,
+            reduction_factor=s.reduction_factor,
+        )
+    return MedianStoppingRule(
+        time_attr=s.time_attr,
+        metric=metric,
+        mode=s.mode,
+        grace_period=grace,
+        min_samples_required=s.min_samples_required,
+    )
+
+
+def check_mixtures(
+    cfg: ExperimentConfig,
+    sources: dict[str, Any],
+    contamination: dict[str, dict[str, list[int]]] | None,
+) -> None:
+    """Compile every mixture a trial could ask for that can be named in advance: each grid
+    mixture, each point of a grid over a finite space, and a space's largest amount (natural
+    weights: if it fits, every point fits, since counts are capped and redistributed)."""
+    if cfg.mixture.space is None:
+        for mixture in cfg.mixture.names:
+            build_plan(cfg, mixture, sources, contamination)
+        return
+    space = cfg.mixture.space
+    largest = MixturePoint({}, space.amount.largest())
+    natural = space.model_copy(update={"weights": WeightsSpace(natural=True)})
+    build_plan(
+        cfg.model_copy(update={"mixture": cfg.mixture.model_copy(update={"space": natural})}),
+        largest,
+        sources,
+        contamination,
+    )
 
 
 def init_ray(cfg: ExperimentConfig, tracking_uri: str, address: str | None) -> None:

@@ -15,6 +15,9 @@ from typing import Any
 
 ROLE, TRIAL_ID, PARENT = "raymix.role", "raymix.trial_id", "mlflow.parentRunId"
 CHECKPOINT_TAG = "raymix.checkpoint"
+STOPPED_TAG = "raymix.stopped_early"
+"""'true' on a trial the scheduler stopped before its last step."""
+STOPPED_AT_TAG = "raymix.stopped_at_step"
 _MAX_PARAM_LEN = 6000
 
 
@@ -145,10 +148,14 @@ class MetricLogger:
     def log_artifacts(self, local_dir: str, path: str) -> None:
         self.client.log_artifacts(self.run_id, local_dir, path)
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        """Wait until every metric logged so far has landed."""
         for op in self._pending:
             op.wait()
         self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
 
 
 def _param_str(value: Any) -> str:

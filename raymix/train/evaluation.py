@@ -16,6 +16,18 @@ from raymix.eval.loss import heldout_loss
 from raymix.eval.protocol import ModelTask, answer_all
 from raymix.eval.registry import build_tasks
 
+WEIGHTED = "eval/loss/weighted"
+
+
+def weighted_loss(losses: dict[str, float], weights: dict[str, float]) -> float:
+    """The held-out losses ``eval/loss/<source>`` combined with ``weights`` (normalised over the
+    weighted sources that have a held-out set)."""
+    have = {n: w for n, w in weights.items() if f"eval/loss/{n}" in losses and w > 0}
+    total = sum(have.values())
+    if not total:
+        return float("nan")
+    return sum(w * losses[f"eval/loss/{n}"] for n, w in have.items()) / total
+
 
 class Evaluator:
     """The evaluations of one worker of a trial."""
@@ -34,9 +46,10 @@ class Evaluator:
         self.eval_sets, self.plan, self.rank, self.world = eval_sets, plan, rank, world
 
     def loss(self) -> dict[str, float]:
-        """Token-level held-out loss per source, ``eval/loss/<source>``, and their mean (the same
-        on every rank)."""
-        return heldout_loss(
+        """Token-level held-out loss per source, ``eval/loss/<source>``, their mean, and with
+        ``eval.loss_weights`` their weighted mean ``eval/loss/weighted`` (the same on every
+        rank)."""
+        out = heldout_loss(
             self.engine,
             self.eval_sets,
             pad_id=self.tokenizer.pad_token_id,
@@ -45,6 +58,10 @@ class Evaluator:
             rank=self.rank,
             world=self.world,
         )
+        weights = self.cfg.eval.loss_weights
+        if weights:
+            out[WEIGHTED] = weighted_loss(out, weights)
+        return out
 
     def generation(self, logger: Any = None) -> dict[str, float]:
         """Run the configured tasks: every rank generates its shard of each task's prompts

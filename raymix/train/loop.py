@@ -28,6 +28,8 @@ from raymix.train.schedule import Row, Stage
 
 STATE_FILE = "raymix_state.json"
 HF_DIR = "hf"
+TRAINED = "raymix/trained"
+"""Set to 1 in a trial's last report: it trained every step (a scheduler did not cut it)."""
 
 
 @dataclass
@@ -109,6 +111,7 @@ class Loop:
         rank: int,
         world: int,
         config: dict[str, Any],
+        timings: dict[str, float] | None = None,
     ) -> None:
         self.cfg, self.engine, self.tokenizer = cfg, engine, tokenizer
         self.pad_id = tokenizer.pad_token_id
@@ -119,21 +122,45 @@ class Loop:
 
             self.logger = MetricLogger(config["tracking_uri"], config["run_id"])
         self.evals = Evaluator(cfg, engine, tokenizer, eval_sets, plan, rank, world)
+        self.timings = {"train": 0.0, "eval": 0.0, "checkpoint": 0.0, **(timings or {})}
+        self.tokens = 0  # tokens this rank trained on (all-reduced when reported)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.logger:
             self.logger.log(metrics, step)
 
-    def run(self, stages: list[Stage]) -> None:
-        import ray.train
+    def eval_loss(self) -> dict[str, float]:
+        """Held-out loss per source (timed as evaluation)."""
+        started = time.perf_counter()
+        try:
+            return self.evals.loss()
+        finally:
+            self.timings["eval"] += time.perf_counter() - started
 
+    def report(self, metrics: dict[str, float], checkpoint: Any = None) -> None:
+        """``ray.train.report`` on every rank, with ``tokens`` (all ranks' trained tokens, a
+        possible scheduler time attribute). What rank 0 logged is flushed first: a scheduler may
+        stop the trial at this report, and nothing after it runs then."""
+        import ray.train
+        import torch
+        import torch.distributed as dist
+
+        total = torch.tensor([float(self.tokens)], dtype=torch.float64, device=self.engine.device)
+        if self.world > 1:
+            dist.all_reduce(total)
+        if self.logger:
+            self.logger.flush()
+        ray.train.report({**metrics, "tokens": int(total.item())}, checkpoint=checkpoint)
+
+    def run(self, stages: list[Stage]) -> None:
         cfg, engine, t = self.cfg, self.engine, self.cfg.train
         ga = t.grad_accum
         step = _resume(engine)
         self.log({"model/parameters": count_parameters(engine.module)}, step)
         # Evaluate before training: the start of every eval/loss curve; every report to Tune
-        # carries the latest eval metrics (schedulers and searchers rank trials by them).
-        latest_eval = self.evals.loss()
+        # carries the latest eval metrics (schedulers and searchers rank trials by them), and a
+        # report follows every evaluation so a scheduler sees each one at its own step.
+        latest_eval = self.eval_loss()
         self.log(latest_eval, step)
         last: dict[str, float] = {}
         done = 0  # steps of the stages before the current one
@@ -150,32 +177,41 @@ class Loop:
                 first = done + sum(len(e) for e in stage.epochs[:epoch]) // ga
                 skip = max(0, step - first) * ga  # resumed mid-epoch
                 for start in range(skip, len(micro_batches), ga):
+                    started = time.perf_counter()
                     group = [self.collate(stage, b) for b in micro_batches[start : start + ga]]
                     win.lr = float(engine.get_lr()[0])  # the lr this step uses
                     result = optimizer_step(engine, [inputs for inputs, _ in group], self.world)
                     win.loss += result.loss
                     win.steps += 1
-                    win.tokens += sum(n for _, n in group)
+                    n_tokens = sum(n for _, n in group)
+                    win.tokens += n_tokens
+                    self.tokens += n_tokens
                     win.grad_norm = result.grad_norm
                     step += 1
+                    self.timings["train"] += time.perf_counter() - started
                     if step % t.log_every == 0 or step == stage_end:
                         last = self.train_metrics(win, epoch, stage.index)
                         self.log(last, step)
                         win = _Window()
-                    if t.eval_every and step % t.eval_every == 0 and step < stage_end:
-                        latest_eval = self.evals.loss()
+                    evaluated = bool(t.eval_every) and step % (t.eval_every or 1) == 0
+                    if evaluated and step < stage_end:
+                        latest_eval = self.eval_loss()
                         self.log(latest_eval, step)
-                    if step % t.report_every == 0 and step < stage_end:
-                        ray.train.report(
-                            {"step": step, "stage": stage.index, **last, **latest_eval}
-                        )
+                    if (evaluated or step % t.report_every == 0) and step < stage_end:
+                        self.report({"step": step, "stage": stage.index, **last, **latest_eval})
             done = stage_end
-            latest_eval = self.evals.loss()
-            if stage is stages[-1]:  # per-ability scores of the final model
+            latest_eval = self.eval_loss()
+            final = stage is stages[-1]
+            if final:  # per-ability scores of the final model
+                started = time.perf_counter()
                 latest_eval.update(self.evals.generation(self.logger))
+                self.timings["eval"] += time.perf_counter() - started
             self.log(latest_eval, step)
             metrics = {**last, **latest_eval, "step": step, "stage": stage.index}
+            if final:
+                metrics[TRAINED] = 1.0
             self.save_and_report(step, metrics)
+        self.log({f"time/{k}_s": v for k, v in self.timings.items()}, step)
         if self.logger:
             self.logger.close()
 
@@ -226,10 +262,10 @@ class Loop:
     def save_and_report(self, step: int, metrics: dict[str, float]) -> None:
         """Every rank saves its DeepSpeed shard; rank 0 adds a Hugging Face export and the
         state; then all ranks report the checkpoint together (a collective)."""
-        import ray.train
         from ray.train import Checkpoint
 
         engine, cfg, tokenizer = self.engine, self.cfg, self.tokenizer
+        started = time.perf_counter()
         tmp = tempfile.mkdtemp(prefix="raymix-ckpt-")
         engine.save_checkpoint(tmp, tag=f"step-{step}")
         state_dict = (
@@ -243,8 +279,9 @@ class Loop:
             Path(tmp, STATE_FILE).write_text(json.dumps({"step": step, **metrics}))
             if self.logger and cfg.tracking.log_checkpoint:
                 self.logger.log_artifacts(hf, "checkpoint")
-        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
+        self.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
         shutil.rmtree(tmp, ignore_errors=True)
+        self.timings["checkpoint"] += time.perf_counter() - started
 
 
 def _resume(engine: Any) -> int:

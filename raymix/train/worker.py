@@ -13,6 +13,7 @@ Tune or a bare TorchTrainer.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from typing import Any
 
@@ -32,6 +33,8 @@ __all__ = ["HF_DIR", "STATE_FILE", "train_fn_per_worker"]
 def train_fn_per_worker(config: dict[str, Any]) -> None:
     """Train one trial's model on this worker's shard (see the module docstring)."""
     import ray.train
+
+    entered = time.time()
 
     # DeepSpeed 0.19 calls torch's deprecated all_gather_into_tensor on every ZeRO step.
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
@@ -59,8 +62,13 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         from raymix.data.packing import enable_packed_attention
 
         enable_packed_attention(model)  # no KV cache, so position ids keep examples apart
+    timings = {"worker_setup": time.time() - entered}
+    if "fit_called_at" in config:  # the driver's clock: one machine locally, close on a cluster
+        timings["worker_start"] = max(0.0, entered - config["fit_called_at"])
+    started = time.perf_counter()
     engine = build_engine(cfg, model, [s.steps for s in stages], dtype)
-    Loop(cfg, engine, tokenizer, eval_sets, plan, rank, world, config).run(stages)
+    timings["engine_init"] = time.perf_counter() - started
+    Loop(cfg, engine, tokenizer, eval_sets, plan, rank, world, config, timings).run(stages)
 
 
 def _quiet_report_logs() -> None:

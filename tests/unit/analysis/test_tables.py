@@ -19,12 +19,29 @@ def _sweep(tmp_path: Path) -> tuple[str, str]:
         ("t2", "math", {"mixture.math": 100, "mixture.code": 0}, {"eval/loss/math": 0.5, "eval/loss/mean": 0.5, "eval/math/exact_match": 0.125}),
         ("t3", "code", {"mixture.math": 0, "mixture.code": 50}, {"eval/loss/math": 2.0, "eval/loss/mean": 2.0}),
     ]  # fmt: skip
+    paths = {"sources.math.path": "synthetic:math", "sources.code.path": "synthetic:code"}
     for trial_id, name, counts, metrics in trials:
         run = t.trial_run(exp, parent, trial_id, trial_id)
-        t.log_params(run, {"mixture.name": name, "mixture.hash": "abc", **counts})
+        t.log_params(run, {"mixture.name": name, "mixture.hash": "abc", **paths, **counts})
         t.log_metrics(run, {**metrics, "train/loss": 9.0}, step=3)
         t.finish(run)
     return uri, parent
+
+
+def test_trials_a_scheduler_stopped_are_marked(tmp_path: Path) -> None:
+    from raymix.tracking.mlflow_tracker import STOPPED_AT_TAG, STOPPED_TAG
+
+    uri, parent = _sweep(tmp_path)
+    t = MlflowTracker(uri)
+    run = t.trial_run(t.experiment_id("tables"), parent, "t4", "t4")
+    t.log_params(run, {"mixture.name": "sampled", "sources.math.path": "x", "mixture.math": 7})
+    t.log_metrics(run, {"eval/loss/math": 3.0}, step=1)
+    t.set_tag(run, STOPPED_TAG, "true")
+    t.set_tag(run, STOPPED_AT_TAG, "40")
+    t.finish(run, "KILLED")
+    text = render_table(sweep_table(uri, parent))
+    assert "t4     sampled  math 7              stopped@40  3.0000" in text
+    assert "stopped@N: stopped early by the scheduler at step N" in text
 
 
 def test_sweep_table_reads_every_trial(tmp_path: Path) -> None:
@@ -44,11 +61,11 @@ def test_sweep_table_reads_every_trial(tmp_path: Path) -> None:
 def test_render_table_marks_the_best_of_each_column(tmp_path: Path) -> None:
     text = render_table(sweep_table(*_sweep(tmp_path)))
     assert text.splitlines() == [
-        "trial  mixture  rows                loss/math  loss/mean  math/exact_match",
-        "-----  -------  ------------------  ---------  ---------  ----------------",
-        "t1     all      code 50 + math 100  1.5000     1.5000     0.2500*         ",
-        "t2     math     math 100            0.5000*    0.5000*    0.1250          ",
-        "t3     code     code 50             2.0000     2.0000     -               ",
+        "trial  mixture  rows                status    loss/math  loss/mean  math/exact_match",
+        "-----  -------  ------------------  --------  ---------  ---------  ----------------",
+        "t1     all      code 50 + math 100  FINISHED  1.5000     1.5000     0.2500*         ",
+        "t2     math     math 100            FINISHED  0.5000*    0.5000*    0.1250          ",
+        "t3     code     code 50             FINISHED  2.0000     2.0000     -               ",
         "",
         "* best in column (lowest loss, highest score)",
     ]

@@ -205,7 +205,7 @@ def test_trial_params_carry_drops_and_truncation(tmp_path: Path) -> None:
 
     cfg = _cfg(tmp_path, _p3_rows())
     plan = build_plan(cfg, "m", prepare_data(cfg)[2])
-    params = trial_params(cfg, "m", plan)
+    params = trial_params(cfg, plan)
     assert {k: v for k, v in params.items() if k.startswith("data.nlp.dropped.")} == {
         "data.nlp.dropped.bad_turns": 0,
         "data.nlp.dropped.empty": 4,

@@ -12,6 +12,8 @@ from raymix.config import validate
 from raymix.sweep.callbacks import CloseTrialRuns
 from raymix.sweep.space import param_space
 from raymix.tracking import MlflowTracker
+from raymix.tracking.mlflow_tracker import STOPPED_AT_TAG, STOPPED_TAG
+from raymix.train.loop import TRAINED
 from tests.conftest import tiny_experiment
 
 
@@ -28,10 +30,11 @@ def test_every_space_kind_becomes_its_tune_domain() -> None:
         }
     )
     cfg = validate(raw, origin="x.yaml")
-    space = param_space(cfg)
-    assert space["mixture"] == tune.grid_search(list(cfg.mixture.grid))
-    p = space["params"]
-    assert list(p) == sorted(p)  # stable order, so sampling is reproducible
+    p = param_space(cfg)
+    assert list(p) == ["point", *sorted(k for k in p if k != "point")]  # stable order
+    assert p["point"] == tune.grid_search(
+        [{"mixture": m, "train.grad_accum": g} for m in ("math", "both") for g in (1, 2)]
+    )
     assert isinstance(p["train.lr"], tune.search.sample.Float)
     assert isinstance(p["train.lr"].sampler, tune.search.sample.LogUniform)
     assert (p["train.lr"].lower, p["train.lr"].upper) == (1e-4, 1e-2)
@@ -39,7 +42,6 @@ def test_every_space_kind_becomes_its_tune_domain() -> None:
     assert isinstance(p["train.epochs"], tune.search.sample.Integer)
     assert (p["train.epochs"].lower, p["train.epochs"].upper) == (1, 4)
     assert p["train.scheduler"].categories == ["linear", "cosine"]
-    assert p["train.grad_accum"] == tune.grid_search([1, 2])
 
 
 def test_callback_closes_the_runs_tune_ended(tmp_path: Path) -> None:
@@ -49,10 +51,17 @@ def test_callback_closes_the_runs_tune_ended(tmp_path: Path) -> None:
     parent = t.start_sweep(exp, "s", "")
     stopped, crashed, done = (t.trial_run(exp, parent, i, i) for i in ("a", "b", "c"))
     t.finish(done, "FINISHED")
+    cut_after_training = t.trial_run(exp, parent, "d", "d")
     cb = CloseTrialRuns(uri, parent)
-    cb.on_trial_complete(0, [], SimpleNamespace(trial_id="a"))
-    cb.on_trial_error(0, [], SimpleNamespace(trial_id="b"))
-    cb.on_trial_complete(0, [], SimpleNamespace(trial_id="c"))
-    status = {r.data.tags["raymix.trial_id"]: r.info.status for r in t.trial_runs(parent)}
-    assert status == {"a": "KILLED", "b": "FAILED", "c": "FINISHED"}
-    assert stopped and crashed
+    cb.on_trial_complete(0, [], SimpleNamespace(trial_id="a", last_result={"step": 50}))
+    cb.on_trial_error(0, [], SimpleNamespace(trial_id="b", last_result={}))
+    cb.on_trial_complete(0, [], SimpleNamespace(trial_id="c", last_result={"step": 90}))
+    last = {"step": 90, TRAINED: 1.0}
+    cb.on_trial_complete(0, [], SimpleNamespace(trial_id="d", last_result=last))
+    runs = {r.data.tags["raymix.trial_id"]: r for r in t.trial_runs(parent)}
+    status = {k: r.info.status for k, r in runs.items()}
+    assert status == {"a": "KILLED", "b": "FAILED", "c": "FINISHED", "d": "FINISHED"}
+    assert runs["a"].data.tags[STOPPED_TAG] == "true"
+    assert runs["a"].data.tags[STOPPED_AT_TAG] == "50"
+    assert all(STOPPED_TAG not in runs[k].data.tags for k in "bcd")
+    assert stopped and crashed and cut_after_training
