@@ -10,13 +10,12 @@ steps, which collectives (and ZeRO-3's parameter gathers) need.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from raymix.config.schema import ExperimentConfig
 from raymix.data.batches import Example, epoch_order
 from raymix.data.cache import TokenCache
-from raymix.data.pipeline import PreparedSource
 from raymix.data.plan import Plan
 
 Row = list[int]
@@ -52,15 +51,14 @@ def build_stage(
     cfg: ExperimentConfig,
     plan: Plan,
     index: int,
-    sources: dict[str, PreparedSource],
+    caches: Mapping[str, TokenCache],
     rank: int,
     world: int,
 ) -> Stage:
-    """Stage ``index`` of ``plan`` as rank ``rank`` of ``world`` trains it."""
+    """Stage ``index`` of ``plan`` as rank ``rank`` of ``world`` trains it (``caches``: each
+    source's token cache)."""
     spec = plan.stages[index]
-    refs = [
-        (sources[n].cache, rid) for n, part in sorted(spec.sources.items()) for rid in part.row_ids
-    ]
+    refs = [(caches[n], rid) for n, part in sorted(spec.sources.items()) for rid in part.row_ids]
     lengths = [int(c.offsets[r + 1] - c.offsets[r]) for c, r in refs]
     t = cfg.train
     epochs = [

@@ -18,7 +18,8 @@ import warnings
 from typing import Any
 
 from raymix.config.schema import ExperimentConfig
-from raymix.data.pipeline import PreparedSource, prepare_sources
+from raymix.data.cache import TokenCache, cache_dir, open_cache
+from raymix.data.pipeline import prepare_sources
 from raymix.data.plan import Plan
 from raymix.data.tokenizer import load_tokenizer
 from raymix.errors import DataError
@@ -49,12 +50,10 @@ def train_fn_per_worker(config: dict[str, Any]) -> None:
         torch.set_num_threads(max(1, int(cfg.scaling.cpus_per_worker)))
 
     tokenizer = load_tokenizer(config["tokenizer"], cfg.model.revision)
-    sources = _open_sources(cfg, plan, tokenizer)
-    stages = [build_stage(cfg, plan, i, sources, rank, world) for i in range(len(plan.stages))]
+    caches = open_caches(cfg, plan, tokenizer)
+    stages = [build_stage(cfg, plan, i, caches, rank, world) for i in range(len(plan.stages))]
     stages = cap_steps(stages, cfg.train.max_steps)
-    eval_sets = {
-        n: [sources[n].cache.example(i) for i in ids] for n, ids in plan.heldout.items() if ids
-    }
+    eval_sets = {n: [caches[n].example(i) for i in ids] for n, ids in plan.heldout.items() if ids}
 
     dtype = resolve_dtype(cfg.model, cfg.scaling.use_gpu)
     model = build_model(cfg.model, tokenizer, cfg.seed, dtype)
@@ -81,13 +80,19 @@ def _quiet_report_logs() -> None:
     logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
-def _open_sources(cfg: ExperimentConfig, plan: Plan, tokenizer: Any) -> dict[str, PreparedSource]:
-    """The plan's sources from this machine's token cache (tokenized here on a cache miss)."""
-    sources = prepare_sources(cfg, tokenizer)
+def open_caches(cfg: ExperimentConfig, plan: Plan, tokenizer: Any) -> dict[str, TokenCache]:
+    """The plan's token caches, opened by the keys the driver compiled it from: memory maps,
+    no source read or hashed. A machine that lacks one (another node of a cluster with a
+    node-local cache) tokenizes its sources once, and they must come out the same."""
+    root = cache_dir()
+    caches = {n: open_cache(root, key) for n, key in plan.token_caches.items()}
+    if all(c is not None for c in caches.values()):
+        return {n: c for n, c in caches.items() if c is not None}
+    sources = prepare_sources(cfg, tokenizer, root)
     for name, key in plan.token_caches.items():
         if sources[name].cache.key != key:
             raise DataError(
                 f"source {name!r} on this worker differs from the one the plan was built from "
                 "(its file or tokenizer changed during the sweep)"
             )
-    return sources
+    return {n: sources[n].cache for n in plan.token_caches}

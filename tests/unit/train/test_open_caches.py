@@ -1,0 +1,53 @@
+"""Workers open the token caches the driver compiled the plan from, by key: no source is read
+or hashed again; a machine without them tokenizes, and a changed source is refused."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from raymix.config import validate
+from raymix.data.mixture import build_plan
+from raymix.data.pipeline import prepare_data
+from raymix.errors import DataError
+from raymix.train.worker import open_caches
+from tests.conftest import tiny_experiment
+
+
+def _cfg(tmp_path: Path):  # type: ignore[no-untyped-def]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n" for i in range(40))
+    )
+    raw = tiny_experiment(
+        sources=[{"name": "s", "path": str(rows), "heldout": 4}],
+        mixture={"grid": {"m": {"s": 20}}},
+    )
+    return validate(raw, origin="x.yaml"), rows
+
+
+def test_workers_open_the_plans_caches_without_reading_the_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAYMIX_CACHE", str(tmp_path / "cache"))
+    cfg, rows = _cfg(tmp_path)
+    _, tok, sources = prepare_data(cfg)
+    plan = build_plan(cfg, "m", sources)
+    rows.unlink()  # nothing to read: the caches are all a worker needs
+    caches = open_caches(cfg, plan, tok)
+    assert caches["s"].key == plan.token_caches["s"]
+    assert caches["s"].example(3) == sources["s"].cache.example(3)
+
+
+def test_a_source_that_changed_under_the_plan_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAYMIX_CACHE", str(tmp_path / "cache"))
+    cfg, rows = _cfg(tmp_path)
+    _, tok, sources = prepare_data(cfg)
+    plan = replace(build_plan(cfg, "m", sources), token_caches={"s": "0" * 32})  # not on disk
+    with pytest.raises(DataError, match="differs from the one the plan was built from"):
+        open_caches(cfg, plan, tok)
