@@ -390,7 +390,8 @@ class SchedulerConfig(Strict):
     time_attr: Literal["step", "tokens"] = "step"
     """The scheduler's clock: optimizer steps, or tokens trained on."""
     grace_period: PositiveInt | None = None
-    """No trial stops before this much time_attr (default: train.eval_every steps)."""
+    """No trial stops before this much time_attr (default: train.eval_every steps; required
+    in tokens with time_attr tokens)."""
     reduction_factor: Annotated[float, Field(gt=1)] = 3.0
     """asha: keep the best 1/reduction_factor of the trials at each rung."""
     max_t: PositiveInt = 10**9
@@ -591,6 +592,10 @@ def _check_search(cfg: ExperimentConfig) -> None:
         raise ValueError(
             f"sweep.scheduler: {sch.name} compares held-out losses during training; set "
             "train.eval_every (steps between evaluations)"
+        )
+    if sch.time_attr == "tokens" and sch.grace_period is None:
+        raise ValueError(
+            "sweep.scheduler.grace_period: with time_attr tokens, give the grace period in tokens"
         )
     metric = scheduler_metric(cfg)
     allowed = [LOSS_METRICS + n for n in [*names, "mean"]]

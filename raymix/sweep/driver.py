@@ -8,6 +8,7 @@ actor, builds the trainer and forwards its reports to Tune through ``TuneReportC
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from raymix.config import ExperimentConfig, dump, flatten
@@ -45,11 +46,8 @@ def run_trial(
 
     tracker = MlflowTracker(tracking_uri)
     run_id = tracker.trial_run(experiment_id, parent_run_id, trial_id, f"{plan.mixture}-{trial_id}")
-    tracker.log_params(run_id, trial_params(cfg, plan))
-    tracker.log_json(run_id, plan.to_json(), "manifest.json")
-    tracker.log_text(run_id, dump(cfg), "config.yaml")
-    if plan.contamination is not None:
-        tracker.log_metrics(run_id, contamination_metrics(plan), step=0)
+    # params, manifest and config go to MLflow while the TorchTrainer starts its workers
+    logged = ThreadPoolExecutor(1).submit(_log_trial, tracker, run_id, cfg, plan)
 
     trainer = build_trainer(
         cfg,
@@ -70,6 +68,7 @@ def run_trial(
     fit_called = time.time()
     try:
         result = trainer.fit()
+        logged.result()
     except BaseException:
         tracker.finish(run_id, "FAILED")
         raise
@@ -81,6 +80,15 @@ def run_trial(
         tracker.set_tag(run_id, CHECKPOINT_TAG, result.checkpoint.path)
         tracker.log_json(run_id, {"path": result.checkpoint.path}, "checkpoint.json")
     tracker.finish(run_id)
+
+
+def _log_trial(tracker: MlflowTracker, run_id: str, cfg: ExperimentConfig, plan: Plan) -> None:
+    """The trial's params, its manifest and config artifacts, and its contamination figures."""
+    tracker.log_params(run_id, trial_params(cfg, plan))
+    tracker.log_json(run_id, plan.to_json(), "manifest.json")
+    tracker.log_text(run_id, dump(cfg), "config.yaml")
+    if plan.contamination is not None:
+        tracker.log_metrics(run_id, contamination_metrics(plan), step=0)
 
 
 def trial_params(cfg: ExperimentConfig, plan: Plan) -> dict[str, Any]:

@@ -245,6 +245,11 @@ def test_searchers_and_schedulers_are_what_the_schema_says() -> None:
             r"sweep.scheduler: asha compares held-out losses during training; set train.eval_every",
         ),
         (
+            {"grid": {"m": {"math": 10}}},
+            {"scheduler": {"name": "median", "time_attr": "tokens"}},
+            r"set train.eval_every",
+        ),
+        (
             {"grid": {"m": {"math": 10}}, "space": {"amount": {"fixed": 1}}},
             {},
             r"give exactly one of grid \(named mixtures\) or space",
@@ -263,6 +268,14 @@ def test_bad_spaces_get_one_clear_error(
     path.write_text(yaml.safe_dump(tiny_experiment(mixture=mixture, sweep=sweep)))
     with pytest.raises(ConfigError, match=rf"bad.yaml: .*{expected}"):
         load(path)
+
+
+def test_a_token_clock_needs_a_grace_period_in_tokens() -> None:
+    raw = tiny_experiment(
+        train={"eval_every": 10}, sweep={"scheduler": {"name": "asha", "time_attr": "tokens"}}
+    )
+    with pytest.raises(ConfigError, match=r"grace_period: with time_attr tokens, give the grace"):
+        validate(raw, origin="x.yaml")
 
 
 def test_scheduler_metric_is_a_heldout_loss_never_the_training_loss() -> None:
