@@ -54,7 +54,7 @@ def sweep_table(tracking_uri: str, parent_run_id: str) -> Table:
         rows.append(
             {
                 "trial": tags.get("raymix.trial_id", r.info.run_id[:8]),
-                "mixture": p.get("mixture.name", "?"),
+                "mixture": _mixture_label(p),
                 "rows": " + ".join(f"{n} {c}" for n, c in sorted(counts.items()) if c),
                 "status": (
                     f"stopped@{tags.get(STOPPED_AT_TAG, '?')}" if stopped else r.info.status
@@ -94,6 +94,18 @@ def render_table(table: Table) -> str:
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, int | float) and not math.isnan(v)
+
+
+def _mixture_label(params: dict[str, str]) -> str:
+    """The grid mixture's name, or a sampled point's shares (``math .24 code .38 ...``)."""
+    shares = {
+        k.removeprefix("mixture.weight."): float(v)
+        for k, v in params.items()
+        if k.startswith("mixture.weight.")
+    }
+    if not shares:
+        return params.get("mixture.name", "?")
+    return " ".join(f"{n} {w:.2f}".replace(" 0.", " .") for n, w in shares.items())
 
 
 def _source_names(params: dict[str, str]) -> list[str]:

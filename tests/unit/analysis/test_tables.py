@@ -34,13 +34,16 @@ def test_trials_a_scheduler_stopped_are_marked(tmp_path: Path) -> None:
     uri, parent = _sweep(tmp_path)
     t = MlflowTracker(uri)
     run = t.trial_run(t.experiment_id("tables"), parent, "t4", "t4")
-    t.log_params(run, {"mixture.name": "sampled", "sources.math.path": "x", "mixture.math": 7})
+    shares = {"mixture.weight.math": 0.25, "mixture.weight.code": 0.75}
+    t.log_params(
+        run, {"mixture.name": "sampled", "sources.math.path": "x", "mixture.math": 7, **shares}
+    )
     t.log_metrics(run, {"eval/loss/math": 3.0}, step=1)
     t.set_tag(run, STOPPED_TAG, "true")
     t.set_tag(run, STOPPED_AT_TAG, "40")
     t.finish(run, "KILLED")
     text = render_table(sweep_table(uri, parent))
-    assert "t4     sampled  math 7              stopped@40  3.0000" in text
+    assert "t4     code .75 math .25  math 7              stopped@40  3.0000" in text
     assert "stopped@N: stopped early by the scheduler at step N" in text
 
 
