@@ -57,7 +57,9 @@ def sweep_table(tracking_uri: str, parent_run_id: str) -> Table:
                 "mixture": _mixture_label(p),
                 "rows": " + ".join(f"{n} {c}" for n, c in sorted(counts.items()) if c),
                 "status": (
-                    f"stopped@{tags.get(STOPPED_AT_TAG, '?')}" if stopped else r.info.status
+                    f"stopped@{tags.get(STOPPED_AT_TAG, '?')}/{_steps(r)}"
+                    if stopped
+                    else r.info.status
                 ),
                 "stopped": stopped,
                 **{m: r.data.metrics.get(m) for m in columns},
@@ -86,14 +88,19 @@ def render_table(table: Table) -> str:
     notes = ["* best in column (lowest loss, highest score)"]
     if any(r.get("stopped") for r in table.rows):
         notes.append(
-            "stopped@N: stopped early by the scheduler at step N; its scores are those it "
-            "reached then (held-out loss only, no final evaluation)"
+            "stopped@N/M: stopped early by the scheduler at step N of M; its scores are those "
+            "it reached then (held-out loss only, no final evaluation)"
         )
     return "\n".join(out + [""] + notes)
 
 
 def _is_num(v: Any) -> bool:
     return isinstance(v, int | float) and not math.isnan(v)
+
+
+def _steps(run: Any) -> str:
+    total = run.data.metrics.get("train/total_steps")
+    return "?" if total is None else str(int(total))
 
 
 def _mixture_label(params: dict[str, str]) -> str:

@@ -354,8 +354,8 @@ class SearchConfig(Strict):
     """Seed of the searcher (default: the experiment's seed): the same seed tries the same points
     when trials run one at a time."""
     metrics: list[str] | None = None
-    """Multi-objective search (tpe or nsga2): several metrics, e.g. [eval/heldout/math/exact_match,
-    eval/heldout/code/pass@1]; default: sweep.metric alone."""
+    """Multi-objective search (tpe or nsga2): several metrics, e.g. [eval/math/exact_match,
+    eval/code/pass_at_1]; default: sweep.metric alone."""
     modes: list[Literal["min", "max"]] | None = None
     """min or max per metric of `metrics`."""
     n_startup_trials: PositiveInt = 4

@@ -156,7 +156,10 @@ class Loop:
         cfg, engine, t = self.cfg, self.engine, self.cfg.train
         ga = t.grad_accum
         step = _resume(engine)
-        self.log({"model/parameters": count_parameters(engine.module)}, step)
+        total = sum(s.steps for s in stages)
+        self.log(
+            {"model/parameters": count_parameters(engine.module), "train/total_steps": total}, step
+        )
         # Evaluate before training: the start of every eval/loss curve; every report to Tune
         # carries the latest eval metrics (schedulers and searchers rank trials by them), and a
         # report follows every evaluation so a scheduler sees each one at its own step.

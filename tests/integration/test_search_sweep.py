@@ -113,15 +113,19 @@ def test_asha_stops_a_weak_trial_which_keeps_its_run(sweep: dict) -> None:
     stopped = [r for r in runs if r.data.tags.get("raymix.stopped_early") == "true"]
     full = [r for r in runs if r not in stopped]
     assert stopped and full
-    assert all(float(r.data.params["train.lr"]) == BAD_LR for r in stopped)
+    # a trial that cannot learn always trails at the first rung; a learning one may be cut
+    # later when it trails the trials before it (rung by rung, ASHA keeps the best half)
+    bad = [r for r in runs if float(r.data.params["train.lr"]) == BAD_LR]
+    assert bad and all(r in stopped for r in bad)
     assert all(r.info.status == "KILLED" for r in stopped)
     assert all(r.info.status == "FINISHED" for r in full)
-    longest = max(_last_step(client, r) for r in full)
     for r in stopped:
         # what it logged up to the stopping report landed (flushed before each report); its
         # workers may run a few steps more while Tune kills them
         step = _last_step(client, r)
-        assert int(r.data.tags["raymix.stopped_at_step"]) <= step < longest
-        assert "eval/heldout/math/exact_match" not in r.data.metrics
-    assert all("eval/heldout/math/exact_match" in r.data.metrics for r in full)
+        assert int(r.data.tags["raymix.stopped_at_step"]) <= step
+        assert step < r.data.metrics["train/total_steps"]
+        assert "eval/math/exact_match" not in r.data.metrics
+    assert all("eval/math/exact_match" in r.data.metrics for r in full)
+    assert all(_last_step(client, r) == r.data.metrics["train/total_steps"] for r in full)
     assert "stopped@" in sweep["stdout"] and "stopped early by the scheduler" in sweep["stdout"]

@@ -38,13 +38,13 @@ def test_trials_a_scheduler_stopped_are_marked(tmp_path: Path) -> None:
     t.log_params(
         run, {"mixture.name": "sampled", "sources.math.path": "x", "mixture.math": 7, **shares}
     )
-    t.log_metrics(run, {"eval/loss/math": 3.0}, step=1)
+    t.log_metrics(run, {"eval/loss/math": 3.0, "train/total_steps": 120}, step=1)
     t.set_tag(run, STOPPED_TAG, "true")
     t.set_tag(run, STOPPED_AT_TAG, "40")
     t.finish(run, "KILLED")
     text = render_table(sweep_table(uri, parent))
-    assert "t4     code .75 math .25  math 7              stopped@40  3.0000" in text
-    assert "stopped@N: stopped early by the scheduler at step N" in text
+    assert "t4     code .75 math .25  math 7              stopped@40/120  3.0000" in text
+    assert "stopped@N/M: stopped early by the scheduler at step N of M" in text
 
 
 def test_sweep_table_reads_every_trial(tmp_path: Path) -> None:
