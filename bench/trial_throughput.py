@@ -1,10 +1,16 @@
 """Benchmark: tokens/s of a raymix trial against a plain single-process PyTorch loop.
 
-Same tiny model, same tokenizer, same rows, same global batch and optimizer; measured side by
-side in one run (the plain loop runs before and after the trial, and their mean is the
-reference), because these machines are shared and noisy. The trial's figure is its steady-state
-``train/tokens_per_s`` as logged to MLflow; start-up (Ray, worker processes, DeepSpeed init) is
-reported separately as the end-to-end ratio.
+Same tiny model, same tokenizer, same rows, same global batch and optimizer. The two sides are
+measured side by side in one process and one Ray session, interleaved over ``ROUNDS`` rounds
+(the order alternates), because these machines are shared and noisy; the ratio is that of the
+medians, and the spread of each side and of the per-round ratios is printed with it. Threads are
+pinned equally: the plain loop uses ``num_workers`` threads, each of the trial's ``num_workers``
+Ray workers one (``cpus_per_worker``).
+
+The trial's figure is its steady-state ``train/tokens_per_s`` as logged to MLflow (the median
+of the logged windows after the first ``WARM_STEPS`` steps); each round runs one sweep of two
+trials, ZeRO-2 and ZeRO-0. Start-up (Ray workers, DeepSpeed init, checkpoint) is reported
+separately as the end-to-end wall; ``bench/trial_overhead.py`` breaks it down.
 """
 
 from __future__ import annotations
@@ -14,28 +20,35 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from raymix.config import load  # noqa: E402
+from raymix.config import ExperimentConfig, load  # noqa: E402
 from raymix.data.batches import collate, epoch_order  # noqa: E402
 from raymix.data.mixture import build_plan  # noqa: E402
 from raymix.data.pipeline import prepare_data  # noqa: E402
-from raymix.sweep.tuner import run_sweep  # noqa: E402
+from raymix.sweep.tuner import init_ray, run_sweep  # noqa: E402
+from raymix.tracking import MlflowTracker, resolve_uri  # noqa: E402
 from raymix.train.engine import lr_factor, warmup_steps  # noqa: E402
 from raymix.train.model import build_model  # noqa: E402
 
 MIXTURE = "all"
-WARM_STEPS = 5  # excluded from the plain loop's steady-state window
+ROWS = 600  # per source: 1800 rows, 57 steps of 32, so 10 full log windows after the warm steps
+WARM_STEPS = 5  # excluded from both sides' steady-state window
+ROUNDS = 3
+STAGES = (2, 0)  # the ZeRO stages of each round's sweep
 
 
-def _config(tmp: str):  # type: ignore[no-untyped-def]
+def _config(tmp: str) -> ExperimentConfig:
     return load(
         ROOT / "experiments" / "quickstart.yaml",
         [
-            f"mixture.grid={{{MIXTURE}: {{math: 600, code: 600, general: 600}}}}",
+            f"mixture.grid={{{MIXTURE}: {{math: {ROWS}, code: {ROWS}, general: {ROWS}}}}}",
             "train.eval_every=null",
             "train.report_every=1000",
             f"sweep.storage_path={tmp}/runs",
@@ -43,18 +56,19 @@ def _config(tmp: str):  # type: ignore[no-untyped-def]
             "tracking.log_checkpoint=false",
             "train.epochs=1",
             "eval.tasks=[]",
-            "sweep.space={deepspeed.zero_stage: {grid: [2, 0]}}",
+            f"sweep.space={{deepspeed.zero_stage: {{grid: {list(STAGES)}}}}}",
         ],
     )
 
 
-def plain_loop(cfg, tokenizer_json: str) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """Single process, ``num_workers`` threads, the trial's global batch; (tokens/s, wall s)."""
+def plain_loop(cfg: ExperimentConfig, tokenizer_json: str) -> tuple[float, float]:
+    """Single process, ``num_workers`` threads, the trial's global batch; (steady tokens/s, wall
+    seconds from data opening to the last step)."""
     import torch
 
     start = time.perf_counter()
-    torch.set_num_threads(cfg.scaling.num_workers)
-    _, tok, sources = prepare_data(cfg, tokenizer_json)
+    torch.set_num_threads(cfg.scaling.num_workers * int(cfg.scaling.cpus_per_worker))
+    _, tok, sources = prepare_data(cfg, tokenizer_json, warn=False)
     plan = build_plan(cfg, MIXTURE, sources)
     examples = [
         sources[n].cache.example(i)
@@ -83,64 +97,127 @@ def plain_loop(cfg, tokenizer_json: str) -> tuple[float, float]:  # type: ignore
         sched.step()
         opt.zero_grad(set_to_none=True)
         tokens += int(inputs["attention_mask"].sum())
-    steady = tokens / (time.perf_counter() - t0)
-    return steady, time.perf_counter() - start
+    end = time.perf_counter()
+    return tokens / (end - t0), end - start
 
 
-def raymix_trials(cfg) -> tuple[dict[int, float], float]:  # type: ignore[no-untyped-def]
+@contextmanager
+def timed_tuner_fits() -> Iterator[list[float]]:
+    """Record the duration of every ``ray.tune.Tuner.fit`` (a timing wrapper, nothing replaced)."""
+    from ray import tune
+
+    original: Callable[..., Any] = tune.Tuner.fit
+    times: list[float] = []
+
+    def fit(self: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(self)
+        finally:
+            times.append(time.perf_counter() - start)
+
+    tune.Tuner.fit = fit  # type: ignore[method-assign]
+    try:
+        yield times
+    finally:
+        tune.Tuner.fit = original  # type: ignore[method-assign]
+
+
+def raymix_trials(cfg: ExperimentConfig) -> tuple[dict[int, float], dict[int, int], float]:
     """One sweep of two real trials (Ray, TorchTrainer, DeepSpeed ZeRO-2 and ZeRO-0, MLflow):
-    ({zero stage: steady tokens/s}, wall seconds per trial)."""
-    from mlflow.tracking import MlflowClient
+    ({zero stage: steady tokens/s}, {zero stage: windows in it}, Tuner.fit seconds per trial)."""
+    with timed_tuner_fits() as fits:
+        outcome = run_sweep(cfg)
+    if outcome.num_errors:
+        raise RuntimeError(f"{outcome.num_errors} trial(s) failed; see the Tune output above")
+    tracker = MlflowTracker(outcome.tracking_uri)
+    tps: dict[int, float] = {}
+    windows: dict[int, int] = {}
+    every = cfg.train.log_every
+    for run in tracker.trial_runs(outcome.parent_run_id):
+        hist = tracker.client.get_metric_history(run.info.run_id, "train/tokens_per_s")
+        # Full windows only: the stage's last window may be a partial one.
+        steady = [m.value for m in hist if m.step > WARM_STEPS and m.step % every == 0]
+        stage = int(run.data.params["deepspeed.zero_stage"])
+        tps[stage], windows[stage] = statistics.median(steady), len(steady)
+    return tps, windows, fits[0] / len(STAGES)
 
-    start = time.perf_counter()
-    outcome = run_sweep(cfg)
-    wall = (time.perf_counter() - start) / 2
-    client = MlflowClient(outcome.tracking_uri)
-    runs = client.search_runs(
-        [outcome.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{outcome.parent_run_id}'",
-    )
-    out = {}
-    for run in runs:
-        hist = client.get_metric_history(run.info.run_id, "train/tokens_per_s")
-        steady = [m.value for m in sorted(hist, key=lambda m: m.step) if m.step > WARM_STEPS]
-        out[int(run.data.params["deepspeed.zero_stage"])] = statistics.median(steady)
-    return out, wall
+
+def _spread(values: list[float], fmt: str = ".0f") -> str:
+    return f"{min(values):{fmt}}-{max(values):{fmt}}"
 
 
 def main() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    plain: list[float] = []
+    plain_wall: list[float] = []
+    trials: dict[int, list[float]] = {s: [] for s in STAGES}
+    trial_wall: list[float] = []
+    windows: dict[int, int] = {}
+    loadavg: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         cfg = _config(tmp)
         tok_json, _, _ = prepare_data(cfg)
-        before, plain_wall = plain_loop(cfg, tok_json)
-        trials, trial_wall = raymix_trials(cfg)
-        after, _ = plain_loop(cfg, tok_json)
-    plain = (before + after) / 2
-    zero2, zero0 = trials[2], trials[0]
+        # One Ray session for every round, with raymix's settings, started before the first
+        # plain run so both sides always run beside the same idle Ray processes.
+        init_ray(cfg, resolve_uri(cfg.tracking.uri), None)
+
+        def run_plain() -> None:
+            tps, wall = plain_loop(cfg, tok_json)
+            plain.append(tps)
+            plain_wall.append(wall)
+
+        def run_raymix() -> None:
+            tps, n, wall = raymix_trials(cfg)
+            for s in STAGES:
+                trials[s].append(tps[s])
+            windows.update(n)
+            trial_wall.append(wall)
+
+        for r in range(ROUNDS):
+            for side in (run_plain, run_raymix) if r % 2 == 0 else (run_raymix, run_plain):
+                side()
+            loadavg.append(os.getloadavg()[0])
+
     n = cfg.scaling.num_workers
+    base = statistics.median(plain)
+    med = {s: statistics.median(v) for s, v in trials.items()}
+    steps = -(-ROWS * 3 // (cfg.train.micro_batch_size * n))
     print()
     print(
-        f"bench/trial_throughput: tiny Llama, quickstart data, global batch "
-        f"{cfg.train.micro_batch_size * n}, {n} CPU workers"
+        f"bench/trial_throughput: tiny Llama, quickstart data ({3 * ROWS} rows, {steps} steps), "
+        f"global batch {cfg.train.micro_batch_size * n}; {ROUNDS} interleaved rounds in one Ray "
+        f"session, medians (min-max)"
     )
     print(
-        f"  plain PyTorch loop       {plain:10.0f} tokens/s  (before {before:.0f}, after {after:.0f})"
+        f"  {f'plain PyTorch loop ({n} threads)':34s} {base:8.0f} tokens/s  ({_spread(plain)}; steady "
+        f"state after {WARM_STEPS} steps)"
     )
+    notes = {2: "", 0: ", DeepSpeed data parallel only"}
+    for s in STAGES:
+        print(
+            f"  {f'raymix trial ZeRO-{s} ({n}x1 thread)':34s} {med[s]:8.0f} tokens/s  ({_spread(trials[s])}; "
+            f"median of {windows[s]} logged windows{notes[s]})"
+        )
+    for s, goal in ((2, "   goal >= 0.90"), (0, "")):
+        per_round = [t / p for t, p in zip(trials[s], plain, strict=True)]
+        print(
+            f"  ratio ZeRO-{s}/plain      {med[s] / base:5.2f}  (ratio of medians; per-round "
+            f"ratios {_spread(per_round, '.2f')}){goal}"
+        )
     print(
-        f"  raymix trial, ZeRO-2     {zero2:10.0f} tokens/s  (steady state, median of logged windows)"
+        f"  end-to-end wall          plain {statistics.median(plain_wall):.1f} s "
+        f"({_spread(plain_wall, '.1f')}), raymix {statistics.median(trial_wall):.1f} s per trial "
+        f"({_spread(trial_wall, '.1f')}; Tuner.fit / {len(STAGES)}, Ray already up: trial and "
+        f"worker start-up, DeepSpeed init, checkpoint; see bench/trial_overhead.py)"
     )
-    print(
-        f"  raymix trial, ZeRO-0     {zero0:10.0f} tokens/s  (same, DeepSpeed data parallel only)"
-    )
-    print(f"  ratio raymix/plain       {zero2 / plain:10.2f}   (goal >= 0.90)")
-    print(
-        f"  ratio ZeRO-0/plain       {zero0 / plain:10.2f}   (the rest is ZeRO-2's sharding work)"
-    )
-    print(
-        f"  end-to-end wall          plain {plain_wall:.1f} s, raymix {trial_wall:.1f} s per trial "
-        f"(ratio {plain_wall / trial_wall:.2f}: Ray, worker and DeepSpeed start-up)"
-    )
+    for r in range(ROUNDS):
+        print(
+            f"  round {r + 1}: plain {plain[r]:.0f}, "
+            + ", ".join(f"ZeRO-{s} {trials[s][r]:.0f}" for s in STAGES)
+            + f" tokens/s; machine load (1 min) {loadavg[r]:.1f} on {os.cpu_count()} cores "
+            "(this run included)"
+        )
 
 
 if __name__ == "__main__":

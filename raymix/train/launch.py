@@ -4,7 +4,7 @@ workers' environment (the CPU accelerator for DeepSpeed when there is no GPU).""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from raymix.config.schema import ExperimentConfig
@@ -38,9 +38,11 @@ def build_trainer(
     storage_path: str,
     tracking_uri: str,
     callbacks: Sequence[Any] = (),
+    train_fn: Callable[[dict[str, Any]], None] = train_fn_per_worker,
 ) -> Any:
     """One trial's ``TorchTrainer``. ``name`` must be stable per trial so a restarted trial finds
-    its Train run folder and resumes from the latest checkpoint."""
+    its Train run folder and resumes from the latest checkpoint. ``train_fn`` is what every
+    worker runs (raymix's training by default; the overhead benchmark passes stand-ins)."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -49,7 +51,7 @@ def build_trainer(
     if s.use_gpu:
         resources["GPU"] = s.gpus_per_worker
     return TorchTrainer(
-        train_fn_per_worker,
+        train_fn,
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
