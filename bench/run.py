@@ -6,7 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHES = ["data_prep.py", "packing_efficiency.py", "engine_overhead.py", "trial_throughput.py"]
+BENCHES = [
+    "data_prep.py",
+    "packing_efficiency.py",
+    "engine_overhead.py",
+    "trial_throughput.py",
+    "trial_overhead.py",  # per-trial fixed cost against the no-op and DeepSpeed floors
+    "asha.py",  # trial-steps of ASHA vs the full grid, and whether it keeps the grid's best
+    "search.py",  # random vs Optuna TPE, the same budget of trials, 3 seeds
+]
 
 if __name__ == "__main__":
     here = Path(__file__).parent
