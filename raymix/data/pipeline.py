@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from raymix.config.schema import ExperimentConfig, SourceConfig
-from raymix.data.cache import TokenCache, build_cache, cache_dir, cache_key, tokenizer_fingerprint
+from raymix.data.cache import (
+    TokenCache,
+    build_cache,
+    cache_dir,
+    cache_key,
+    open_cache,
+    tokenizer_fingerprint,
+)
 from raymix.data.files import write_atomic
 from raymix.data.sources import (
     DEFAULT_SYNTHETIC_SIZE,
@@ -65,6 +72,46 @@ class PreparedSource:
         full = int(np.asarray(self.cache.full_lengths)[np.asarray(ids, dtype=np.int64)].sum())
         cut = self.cache.truncated_tokens(ids)
         return {"tokens": full, "truncated_tokens": cut, "share": cut / full if full else 0.0}
+
+
+DATA_KEYS = (
+    "seed",
+    "template",
+    "model.",
+    "tokenizer.",
+    "sources.",
+    "train.max_length",
+    "train.overlong",
+)
+"""Config keys that change what a source tokenizes to or how it splits: a trial that searches
+one of them prepares its own sources instead of reopening the sweep's."""
+
+
+def source_index(sources: dict[str, PreparedSource]) -> dict[str, dict[str, Any]]:
+    """The prepared sources as plain data, their token caches by key (what a sweep hands its
+    trials, so a trial reopens memory maps instead of loading the tokenizer and sources)."""
+    out = {}
+    for name, s in sources.items():
+        fields = {k: v for k, v in s.__dict__.items() if k != "cache"}
+        out[name] = {**fields, "cache_key": s.cache.key}
+    return out
+
+
+def reopen_sources(
+    index: dict[str, dict[str, Any]], root: Path | None = None
+) -> dict[str, PreparedSource] | None:
+    """The sources of :func:`source_index`, their caches reopened by key on this machine; None
+    when one is not here (another node of a cluster: prepare them there)."""
+    root = root or cache_dir()
+    out = {}
+    for name, fields in index.items():
+        cache = open_cache(root, fields["cache_key"])
+        if cache is None:
+            return None
+        out[name] = PreparedSource(
+            cache=cache, **{k: v for k, v in fields.items() if k != "cache_key"}
+        )
+    return out
 
 
 def fingerprint(cfg: SourceConfig, seed: int) -> str | None:

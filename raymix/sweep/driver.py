@@ -13,7 +13,7 @@ from typing import Any
 
 from raymix.config import ExperimentConfig, dump, flatten
 from raymix.data.mixture import build_plan
-from raymix.data.pipeline import prepare_data
+from raymix.data.pipeline import DATA_KEYS, prepare_data, reopen_sources
 from raymix.data.plan import Plan
 from raymix.sweep.space import trial_setup
 from raymix.tracking import MlflowTracker
@@ -31,6 +31,7 @@ def run_trial(
     storage_path: str,
     tokenizer: str,
     contamination: dict[str, dict[str, list[int]]] | None = None,
+    source_index: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Train and evaluate one trial (called by Tune with the trial's sampled ``params``)."""
     from ray import tune
@@ -40,8 +41,12 @@ def run_trial(
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     base = ExperimentConfig.model_validate_json(experiment_json)
-    cfg, mixture, _ = trial_setup(base, params)
-    _, _, sources = prepare_data(cfg, tokenizer, warn=False)  # the cache: opened, not rebuilt
+    cfg, mixture, searched = trial_setup(base, params)
+    sources = None
+    if source_index is not None and not any(k.startswith(DATA_KEYS) for k in searched):
+        sources = reopen_sources(source_index)  # the sweep's sources: memory maps, by key
+    if sources is None:  # data-shaping parameters, or a node without the caches
+        _, _, sources = prepare_data(cfg, tokenizer, warn=False)
     plan = build_plan(cfg, mixture, sources, contamination)
 
     tracker = MlflowTracker(tracking_uri)

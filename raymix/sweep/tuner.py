@@ -16,7 +16,7 @@ from typing import Any
 from raymix.config import ExperimentConfig, dump
 from raymix.config.schema import WeightsSpace, scheduler_metric
 from raymix.data.mixture import build_plan
-from raymix.data.pipeline import prepare_data
+from raymix.data.pipeline import prepare_data, source_index
 from raymix.data.simplex import MixturePoint
 from raymix.sweep.contamination import find_contamination
 from raymix.sweep.driver import run_trial
@@ -71,6 +71,7 @@ def run_sweep(cfg: ExperimentConfig, address: str | None = None) -> SweepOutcome
             storage_path=storage,
             tokenizer=tokenizer,
             contamination=contamination,
+            source_index=source_index(sources),
         ),
         {"CPU": DRIVER_CPU},
     )

@@ -51,3 +51,32 @@ def test_a_source_that_changed_under_the_plan_is_refused(
     plan = replace(build_plan(cfg, "m", sources), token_caches={"s": "0" * 32})  # not on disk
     with pytest.raises(DataError, match="differs from the one the plan was built from"):
         open_caches(cfg, plan, tok)
+
+
+def test_a_sweeps_sources_reopen_by_key_in_its_trials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a sweep hands its trials: plain data and cache keys; a trial reopens the same
+    sources without the tokenizer, and gets None on a machine without the caches."""
+    import pickle
+
+    from raymix.data.pipeline import reopen_sources, source_index
+
+    monkeypatch.setenv("RAYMIX_CACHE", str(tmp_path / "cache"))
+    cfg, rows = _cfg(tmp_path)
+    _, _, sources = prepare_data(cfg)
+    index = pickle.loads(pickle.dumps(source_index(sources)))
+    rows.unlink()
+    again = reopen_sources(index)
+    assert again is not None
+    for name, s in sources.items():
+        r = again[name]
+        assert (r.train_ids, r.heldout_ids, r.fingerprint, r.cleaning) == (
+            s.train_ids,
+            s.heldout_ids,
+            s.fingerprint,
+            s.cleaning,
+        )
+        assert r.cache.key == s.cache.key and r.cache.example(5) == s.cache.example(5)
+    assert build_plan(cfg, "m", again).hash == build_plan(cfg, "m", sources).hash
+    assert reopen_sources(index, tmp_path / "elsewhere") is None
