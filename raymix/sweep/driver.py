@@ -20,6 +20,9 @@ from raymix.tracking import MlflowTracker
 from raymix.tracking.mlflow_tracker import CHECKPOINT_TAG
 from raymix.train.launch import build_trainer
 
+_BACKGROUND = ThreadPoolExecutor(1, thread_name_prefix="raymix-trial-log")
+"""One thread per trial actor (Tune may reuse the actor for the next trial)."""
+
 
 def run_trial(
     params: dict[str, Any],
@@ -52,7 +55,7 @@ def run_trial(
     tracker = MlflowTracker(tracking_uri)
     run_id = tracker.trial_run(experiment_id, parent_run_id, trial_id, f"{plan.mixture}-{trial_id}")
     # params, manifest and config go to MLflow while the TorchTrainer starts its workers
-    logged = ThreadPoolExecutor(1).submit(_log_trial, tracker, run_id, cfg, plan)
+    logged = _BACKGROUND.submit(_log_trial, tracker, run_id, cfg, plan)
 
     trainer = build_trainer(
         cfg,
