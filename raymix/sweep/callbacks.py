@@ -24,7 +24,9 @@ class CloseTrialRuns(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
-        run_id = self._running_run(trial.trial_id)
+        # FAILED too: a stopped driver's fit may raise as Tune tears it down, and mark its run
+        # failed before or after this callback runs; Tune completed the trial, so it was stopped
+        run_id = self._open_run(trial.trial_id, ("RUNNING", "FAILED"))
         if run_id is None:
             return
         tracker = MlflowTracker(self._uri)
@@ -36,12 +38,12 @@ class CloseTrialRuns(Callback):
         tracker.finish(run_id, "KILLED")
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        run_id = self._running_run(trial.trial_id)
+        run_id = self._open_run(trial.trial_id, ("RUNNING",))
         if run_id is not None:
             MlflowTracker(self._uri).finish(run_id, "FAILED")
 
-    def _running_run(self, trial_id: str) -> str | None:
+    def _open_run(self, trial_id: str, statuses: tuple[str, ...]) -> str | None:
         for run in MlflowTracker(self._uri).trial_runs(self._parent):
-            if run.data.tags.get("raymix.trial_id") == trial_id and run.info.status == "RUNNING":
+            if run.data.tags.get("raymix.trial_id") == trial_id and run.info.status in statuses:
                 return str(run.info.run_id)
         return None

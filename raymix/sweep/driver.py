@@ -17,7 +17,7 @@ from raymix.data.pipeline import DATA_KEYS, prepare_data, reopen_sources
 from raymix.data.plan import Plan
 from raymix.sweep.space import trial_setup
 from raymix.tracking import MlflowTracker
-from raymix.tracking.mlflow_tracker import CHECKPOINT_TAG
+from raymix.tracking.mlflow_tracker import CHECKPOINT_TAG, STOPPED_TAG
 from raymix.train.launch import build_trainer
 
 _BACKGROUND = ThreadPoolExecutor(1, thread_name_prefix="raymix-trial-log")
@@ -78,7 +78,8 @@ def run_trial(
         result = trainer.fit()
         logged.result()
     except BaseException:
-        tracker.finish(run_id, "FAILED")
+        if tracker.client.get_run(run_id).data.tags.get(STOPPED_TAG) != "true":
+            tracker.finish(run_id, "FAILED")  # not a scheduler's stop (CloseTrialRuns marks those)
         raise
     now = time.time()
     tracker.log_metrics(

@@ -184,7 +184,7 @@ def init_ray(cfg: ExperimentConfig, tracking_uri: str, address: str | None) -> N
             "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRAIN_POLL_S
         )
     }
-    runtime_env = {"env_vars": env}
+    runtime_env = {"env_vars": env, "worker_process_setup_hook": pin_ray_address}
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address or os.environ["RAY_ADDRESS"], runtime_env=runtime_env)
         return
@@ -194,6 +194,17 @@ def init_ray(cfg: ExperimentConfig, tracking_uri: str, address: str | None) -> N
     num_cpus = max(os.cpu_count() or 1, needed)
     os.environ.update(env)  # the Train controller runs in the trial actor, started from here
     ray.init(num_cpus=num_cpus, runtime_env=runtime_env, log_to_driver=True)
+
+
+def pin_ray_address() -> None:
+    """Every Ray worker process of the sweep (trial drivers, Train controllers, their
+    placement-group cleaners, workers) names its own cluster in $RAY_ADDRESS. Ray's state API,
+    which Train's placement-group cleaner calls, otherwise looks the cluster up by scanning the
+    machine and fails when it finds two (another sweep, a test's in-process Ray): the cleaner
+    dies, a stopped trial's worker group leaks its CPUs, and the next trial never starts."""
+    import ray
+
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
 
 
 def _storage_path(path: str | None) -> str:

@@ -52,16 +52,20 @@ def test_callback_closes_the_runs_tune_ended(tmp_path: Path) -> None:
     stopped, crashed, done = (t.trial_run(exp, parent, i, i) for i in ("a", "b", "c"))
     t.finish(done, "FINISHED")
     cut_after_training = t.trial_run(exp, parent, "d", "d")
+    failed_as_it_stopped = t.trial_run(exp, parent, "e", "e")
+    t.finish(failed_as_it_stopped, "FAILED")  # its driver's fit raised as Tune tore it down
     cb = CloseTrialRuns(uri, parent)
     cb.on_trial_complete(0, [], SimpleNamespace(trial_id="a", last_result={"step": 50}))
     cb.on_trial_error(0, [], SimpleNamespace(trial_id="b", last_result={}))
     cb.on_trial_complete(0, [], SimpleNamespace(trial_id="c", last_result={"step": 90}))
     last = {"step": 90, TRAINED: 1.0}
     cb.on_trial_complete(0, [], SimpleNamespace(trial_id="d", last_result=last))
+    cb.on_trial_complete(0, [], SimpleNamespace(trial_id="e", last_result={"step": 6}))
     runs = {r.data.tags["raymix.trial_id"]: r for r in t.trial_runs(parent)}
     status = {k: r.info.status for k, r in runs.items()}
-    assert status == {"a": "KILLED", "b": "FAILED", "c": "FINISHED", "d": "FINISHED"}
+    assert status == {"a": "KILLED", "b": "FAILED", "c": "FINISHED", "d": "FINISHED", "e": "KILLED"}
+    assert runs["e"].data.tags[STOPPED_TAG] == "true"
     assert runs["a"].data.tags[STOPPED_TAG] == "true"
     assert runs["a"].data.tags[STOPPED_AT_TAG] == "50"
     assert all(STOPPED_TAG not in runs[k].data.tags for k in "bcd")
-    assert stopped and crashed and cut_after_training
+    assert stopped and crashed and cut_after_training and failed_as_it_stopped
