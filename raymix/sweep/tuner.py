@@ -107,12 +107,15 @@ def run_sweep(cfg: ExperimentConfig, address: str | None = None) -> SweepOutcome
 
 def search_algorithm(cfg: ExperimentConfig) -> tuple[Any, dict[str, Any]]:
     """The Tune searcher of ``sweep.search`` and the param space it is handed (empty for
-    Optuna, which samples the define-by-run space itself). Tune wraps it in its concurrency
-    limiter for ``max_concurrent_trials``."""
+    Optuna, which samples the define-by-run space itself). Tune wraps a Searcher in its
+    concurrency limiter for ``max_concurrent_trials``; the variant generator is a
+    SearchGenerator, which Tune does not wrap, so it is given the limit itself."""
     from ray.tune.search import BasicVariantGenerator
 
     if cfg.sweep.search.algorithm == "grid":
-        return BasicVariantGenerator(random_state=search_seed(cfg)), param_space(cfg)
+        limit = cfg.sweep.max_concurrent_trials
+        generator = BasicVariantGenerator(random_state=search_seed(cfg), max_concurrent=limit)
+        return generator, param_space(cfg)
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 

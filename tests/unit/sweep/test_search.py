@@ -332,3 +332,10 @@ def test_the_optuna_searcher_saves_and_restores_with_its_space(tmp_path: Path) -
     restored, _ = search_algorithm(cfg)
     restored.restore(str(tmp_path / "searcher.pkl"))
     assert restored.suggest("t2") == searcher.suggest("t2") and first
+
+
+def test_a_grid_search_starts_no_more_trials_than_max_concurrent_trials() -> None:
+    """Tune ignores max_concurrent_trials for a SearchGenerator: the generator carries it."""
+    raw = tiny_experiment(sweep={"max_concurrent_trials": 2})
+    generator, _ = search_algorithm(validate(raw, origin="x.yaml"))
+    assert generator.max_concurrent == 2  # what its next_trial gate reads
