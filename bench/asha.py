@@ -54,11 +54,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -177,37 +174,6 @@ def run(cfg: ExperimentConfig, watchdog: Watchdog) -> tuple[dict[str, Trial], fl
     return trials, wall
 
 
-@contextmanager
-def grid_concurrency_shim() -> Iterator[list[str]]:
-    """Workaround, for as long as raymix needs it: ``raymix.sweep.tuner.search_algorithm`` hands
-    Tune a ``BasicVariantGenerator`` without ``max_concurrent``, and Tune ignores
-    ``max_concurrent_trials`` for a search generator it is given (it warns "max_concurrent_trials
-    will be ignored"): every grid trial starts at once, and the TorchTrainers that wait for CPUs
-    time out after 60 s (WorkerGroupStartupTimeoutError). The shim sets ``max_concurrent`` to
-    ``sweep.max_concurrent_trials`` on the generator raymix returns, which is what Tune does when
-    it builds the generator itself; it changes nothing once raymix sets it. Yields the sweeps it
-    changed."""
-    from ray.tune.search import BasicVariantGenerator
-
-    from raymix.sweep import tuner
-
-    original = tuner.search_algorithm
-    changed: list[str] = []
-
-    def limited(cfg: ExperimentConfig) -> tuple[Any, dict[str, Any]]:
-        searcher, space = original(cfg)
-        if isinstance(searcher, BasicVariantGenerator) and not searcher.max_concurrent:
-            searcher.max_concurrent = cfg.sweep.max_concurrent_trials
-            changed.append(cfg.sweep.scheduler.name)
-        return searcher, space
-
-    tuner.search_algorithm = limited  # type: ignore[assignment]
-    try:
-        yield changed
-    finally:
-        tuner.search_algorithm = original  # type: ignore[assignment]
-
-
 class Watchdog(threading.Thread):
     """Interrupts the bench after ``limit_s`` (see the module docstring) and notes whether
     another Ray instance (a second ``gcs_server``) ran on the machine meanwhile."""
@@ -279,14 +245,14 @@ def main() -> None:
     grid = mixtures(SMOKE_PARTS if smoke else PARTS, ROWS)
     watchdog = Watchdog(LIMIT_S)
     watchdog.start()
-    with tempfile.TemporaryDirectory() as tmp, grid_concurrency_shim() as shimmed:
+    with tempfile.TemporaryDirectory() as tmp:
         full_cfg = _config(tmp, grid, asha=False)
         asha_cfg = _config(tmp, grid, asha=True)
         init_ray(full_cfg, resolve_uri(full_cfg.tracking.uri), None)  # one session for both
         full, full_wall = run(full_cfg, watchdog)
         asha, asha_wall = run(asha_cfg, watchdog)
     watchdog.stop()
-    report(full, full_wall, asha, asha_wall, smoke, shimmed, watchdog.others)
+    report(full, full_wall, asha, asha_wall, smoke, watchdog.others)
 
 
 def report(
@@ -295,7 +261,6 @@ def report(
     asha: dict[str, Trial],
     asha_wall: float,
     smoke: bool,
-    shimmed: list[str],
     other_rays: int,
 ) -> None:
     names = list(full)
@@ -324,11 +289,6 @@ def report(
         f"{', '.join(map(str, _rungs(GRACE, REDUCTION, total)))}; evaluation every {EVAL_EVERY} "
         f"steps, reports only there"
     )
-    if shimmed:
-        print(
-            f"  (max_concurrent_trials set on raymix's grid generator by this bench's shim for "
-            f"{len(shimmed)} sweep(s): raymix leaves it unset; see grid_concurrency_shim)"
-        )
     print(
         f"  trial-steps   grid {full_steps}, ASHA {asha_steps}: ratio {ratio:.2f}   "
         f"goal <= {GOAL_RATIO:.2f} {'(met)' if ratio <= GOAL_RATIO else '(MISSED)'}"

@@ -27,18 +27,18 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tuner_timing import timed_tuner_fits  # noqa: E402  (bench/, the script's folder)
+
 from raymix.config import ExperimentConfig, load  # noqa: E402
 from raymix.data.mixture import build_plan  # noqa: E402
 from raymix.data.pipeline import prepare_data  # noqa: E402
-from raymix.sweep.tuner import DRIVER_CPU, init_ray, run_sweep  # noqa: E402
+from raymix.sweep.tuner import init_ray, run_sweep, trial_trainable  # noqa: E402
 from raymix.tracking import MlflowTracker, resolve_uri  # noqa: E402
 from raymix.train.launch import build_trainer  # noqa: E402
 
@@ -118,28 +118,6 @@ def floor_trial(
     trainer.fit()
 
 
-@contextmanager
-def timed_tuner_fits() -> Iterator[list[float]]:
-    """Record the duration of every ``ray.tune.Tuner.fit`` (a timing wrapper, nothing replaced)."""
-    from ray import tune
-
-    original: Callable[..., Any] = tune.Tuner.fit
-    times: list[float] = []
-
-    def fit(self: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return original(self)
-        finally:
-            times.append(time.perf_counter() - start)
-
-    tune.Tuner.fit = fit  # type: ignore[method-assign]
-    try:
-        yield times
-    finally:
-        tune.Tuner.fit = original  # type: ignore[method-assign]
-
-
 def run_floor(
     cfg: ExperimentConfig, tokenizer: str, steps: int, storage: str, *, deepspeed: bool
 ) -> float:
@@ -147,17 +125,14 @@ def run_floor(
     from ray import tune
 
     uri = resolve_uri(cfg.tracking.uri)
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            floor_trial,
-            experiment_json=cfg.model_dump_json(),
-            storage_path=storage,
-            tracking_uri=uri,
-            tokenizer=tokenizer,
-            steps=steps,
-            deepspeed=deepspeed,
-        ),
-        {"CPU": DRIVER_CPU},
+    trainable = trial_trainable(
+        floor_trial,
+        experiment_json=cfg.model_dump_json(),
+        storage_path=storage,
+        tracking_uri=uri,
+        tokenizer=tokenizer,
+        steps=steps,
+        deepspeed=deepspeed,
     )
     name = f"floor-{'deepspeed' if deepspeed else 'noop'}-{time.strftime('%H%M%S')}"
     tuner = tune.Tuner(

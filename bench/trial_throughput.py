@@ -20,13 +20,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tuner_timing import timed_tuner_fits  # noqa: E402  (bench/, the script's folder)
 
 from raymix.config import ExperimentConfig, load  # noqa: E402
 from raymix.data.batches import collate, epoch_order  # noqa: E402
@@ -99,28 +98,6 @@ def plain_loop(cfg: ExperimentConfig, tokenizer_json: str) -> tuple[float, float
         tokens += int(inputs["attention_mask"].sum())
     end = time.perf_counter()
     return tokens / (end - t0), end - start
-
-
-@contextmanager
-def timed_tuner_fits() -> Iterator[list[float]]:
-    """Record the duration of every ``ray.tune.Tuner.fit`` (a timing wrapper, nothing replaced)."""
-    from ray import tune
-
-    original: Callable[..., Any] = tune.Tuner.fit
-    times: list[float] = []
-
-    def fit(self: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return original(self)
-        finally:
-            times.append(time.perf_counter() - start)
-
-    tune.Tuner.fit = fit  # type: ignore[method-assign]
-    try:
-        yield times
-    finally:
-        tune.Tuner.fit = original  # type: ignore[method-assign]
 
 
 def raymix_trials(cfg: ExperimentConfig) -> tuple[dict[int, float], dict[int, int], float]:

@@ -79,3 +79,25 @@ def tiny_experiment(**overrides: Any) -> dict[str, Any]:
     }
     raw.update(overrides)
     return raw
+
+
+def run_cli_sweep(path: Path, cwd: Path, tracking_uri: str, timeout: int) -> str:
+    """``raymix sweep PATH`` as a user runs it (a subprocess, MLflow chosen through
+    $MLFLOW_TRACKING_URI); its stdout, once it has exited 0 (else its output's tails print)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "raymix", "sweep", str(path)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        print(proc.stdout[-5000:], proc.stderr[-10000:])
+    assert proc.returncode == 0
+    return proc.stdout

@@ -8,7 +8,7 @@ searched key of ``sweep.space`` that applies (``train.lr``, ``strategy.name``, .
 - ``grid`` search runs Tune's ``BasicVariantGenerator`` over one ``grid_search`` of the grid's
   points (mixture names or the finite space's amounts, crossed with grid parameters; conditional
   grid parameters only where their condition holds), with the other parameters as Tune domains.
-- ``random``, ``tpe`` and ``nsga2`` run Tune's ``OptunaSearch`` over :func:`define_by_run`, with
+- ``random``, ``tpe`` and ``nsga2`` run Tune's ``OptunaSearch`` over :class:`DefineByRun`, with
   Optuna's RandomSampler, TPESampler or NSGAIISampler: conditional parameters are sampled only
   when their condition holds, and ``raymix data mix --sample N`` draws the first N points of the
   random searcher with the same function.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from raymix.config import with_params
@@ -99,11 +99,6 @@ class DefineByRun:
                 continue
             chosen[key] = _suggest(trial, key, p, const)
         return const
-
-
-def define_by_run(cfg: ExperimentConfig) -> Callable[[Any], dict[str, Any]]:
-    """The define-by-run function of ``cfg``'s space (see :class:`DefineByRun`)."""
-    return DefineByRun(cfg)
 
 
 def _ordered(space: Mapping[str, SpaceParam]) -> list[tuple[str, SpaceParam]]:
@@ -208,12 +203,12 @@ def objectives(cfg: ExperimentConfig) -> tuple[str | list[str], str | list[str]]
 
 def sample_points(cfg: ExperimentConfig, n: int) -> list[dict[str, Any]]:
     """The first ``n`` points a ``random`` search of ``cfg`` tries (Optuna's RandomSampler with
-    the searcher's seed, through :func:`define_by_run`, as ``OptunaSearch`` asks them)."""
+    the searcher's seed, through :class:`DefineByRun`, as ``OptunaSearch`` asks them)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=search_seed(cfg)))
-    define = define_by_run(cfg)
+    define = DefineByRun(cfg)
     points = []
     for _ in range(n):
         trial = study.ask()

@@ -21,7 +21,7 @@ from raymix.data.simplex import MixturePoint
 from raymix.sweep.contamination import find_contamination
 from raymix.sweep.driver import run_trial
 from raymix.sweep.preflight import check_experiment
-from raymix.sweep.space import define_by_run, objectives, param_space, sampler, search_seed
+from raymix.sweep.space import DefineByRun, objectives, param_space, sampler, search_seed
 from raymix.tracking import MlflowTracker, resolve_uri
 
 DRIVER_CPU = 0.01  # the trial driver only waits on its TorchTrainer; its workers hold the CPUs
@@ -61,19 +61,16 @@ def run_sweep(cfg: ExperimentConfig, address: str | None = None) -> SweepOutcome
     tracker.set_tag(parent, "raymix.tune_path", f"{storage}/{name}")
 
     init_ray(cfg, uri, address)
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            run_trial,
-            experiment_json=cfg.model_dump_json(),
-            experiment_id=experiment_id,
-            parent_run_id=parent,
-            tracking_uri=uri,
-            storage_path=storage,
-            tokenizer=tokenizer,
-            contamination=contamination,
-            source_index=source_index(sources),
-        ),
-        {"CPU": DRIVER_CPU},
+    trainable = trial_trainable(
+        run_trial,
+        experiment_json=cfg.model_dump_json(),
+        experiment_id=experiment_id,
+        parent_run_id=parent,
+        tracking_uri=uri,
+        storage_path=storage,
+        tokenizer=tokenizer,
+        contamination=contamination,
+        source_index=source_index(sources),
     )
     searcher, space = search_algorithm(cfg)
     tuner = tune.Tuner(
@@ -105,6 +102,14 @@ def run_sweep(cfg: ExperimentConfig, address: str | None = None) -> SweepOutcome
     return SweepOutcome(name, uri, experiment_id, parent, storage, grid.num_errors, grid)
 
 
+def trial_trainable(driver: Any, **params: Any) -> Any:
+    """A trial driver as Tune runs it: ``params`` put in the object store once for all trials,
+    and a sliver of CPU for the driver (its TorchTrainer's workers hold the CPUs)."""
+    from ray import tune
+
+    return tune.with_resources(tune.with_parameters(driver, **params), {"CPU": DRIVER_CPU})
+
+
 def search_algorithm(cfg: ExperimentConfig) -> tuple[Any, dict[str, Any]]:
     """The Tune searcher of ``sweep.search`` and the param space it is handed (empty for
     Optuna, which samples the define-by-run space itself). Tune wraps a Searcher in its
@@ -121,7 +126,7 @@ def search_algorithm(cfg: ExperimentConfig) -> tuple[Any, dict[str, Any]]:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     metric, mode = objectives(cfg)
-    return OptunaSearch(define_by_run(cfg), metric=metric, mode=mode, sampler=sampler(cfg)), {}
+    return OptunaSearch(DefineByRun(cfg), metric=metric, mode=mode, sampler=sampler(cfg)), {}
 
 
 def scheduler(cfg: ExperimentConfig) -> Any:

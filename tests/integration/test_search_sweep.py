@@ -4,9 +4,6 @@ learning rates cannot learn (1e-7), so ASHA must stop a trial at its first rung.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ import yaml
 
 from raymix.config import validate
 from raymix.sweep.space import sample_points
-from tests.conftest import ROOT, tiny_experiment
+from tests.conftest import run_cli_sweep, tiny_experiment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -64,18 +61,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     path = tmp / "exp.yaml"
     path.write_text(yaml.safe_dump(raw))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "raymix", "sweep", str(path)],
-        cwd=tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    if proc.returncode != 0:
-        print(proc.stdout[-5000:], proc.stderr[-10000:])
-    assert proc.returncode == 0
+    stdout = run_cli_sweep(path, tmp, uri, timeout=1500)
     from raymix.tracking import MlflowTracker
 
     tracker = MlflowTracker(uri)
@@ -84,7 +70,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
         [exp.experiment_id], filter_string="tags.`raymix.role` = 'sweep'"
     )[0]
     return {
-        "stdout": proc.stdout,
+        "stdout": stdout,
         "client": tracker.client,
         "parent": parent,
         "runs": tracker.trial_runs(parent.info.run_id),

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from raymix.data.plan import plan_hash
-from tests.conftest import ROOT, tiny_experiment
+from tests.conftest import ROOT, run_cli_sweep, tiny_experiment
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -43,21 +43,10 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     path.write_text(yaml.safe_dump(raw))
     uri = f"sqlite:///{tmp / 'store' / 'mlflow.db'}"
     (tmp / "store").mkdir()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "raymix", "sweep", str(path)],
-        cwd=tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    if proc.returncode != 0:
-        print(proc.stdout[-5000:], proc.stderr[-10000:])
-    assert proc.returncode == 0
+    stdout = run_cli_sweep(path, tmp, uri, timeout=1200)
     from mlflow.tracking import MlflowClient
 
-    return {"stdout": proc.stdout, "uri": uri, "client": MlflowClient(uri), "tmp": tmp}
+    return {"stdout": stdout, "uri": uri, "client": MlflowClient(uri), "tmp": tmp}
 
 
 def _runs(sweep: dict):  # type: ignore[no-untyped-def]

@@ -17,6 +17,15 @@ from raymix.train.worker import open_caches
 from tests.conftest import tiny_experiment
 
 
+@pytest.fixture
+def prepared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """(experiment, its source file, tokenizer, prepared sources) in a private token cache."""
+    monkeypatch.setenv("RAYMIX_CACHE", str(tmp_path / "cache"))
+    cfg, rows = _cfg(tmp_path)
+    _, tok, sources = prepare_data(cfg)
+    return cfg, rows, tok, sources
+
+
 def _cfg(tmp_path: Path):  # type: ignore[no-untyped-def]
     rows = tmp_path / "rows.jsonl"
     rows.write_text(
@@ -29,12 +38,8 @@ def _cfg(tmp_path: Path):  # type: ignore[no-untyped-def]
     return validate(raw, origin="x.yaml"), rows
 
 
-def test_workers_open_the_plans_caches_without_reading_the_sources(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("RAYMIX_CACHE", str(tmp_path / "cache"))
-    cfg, rows = _cfg(tmp_path)
-    _, tok, sources = prepare_data(cfg)
+def test_workers_open_the_plans_caches_without_reading_the_sources(prepared) -> None:  # type: ignore[no-untyped-def]
+    cfg, rows, tok, sources = prepared
     plan = build_plan(cfg, "m", sources)
     rows.unlink()  # nothing to read: the caches are all a worker needs
     caches = open_caches(cfg, plan, tok)
@@ -42,29 +47,21 @@ def test_workers_open_the_plans_caches_without_reading_the_sources(
     assert caches["s"].example(3) == sources["s"].cache.example(3)
 
 
-def test_a_source_that_changed_under_the_plan_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("RAYMIX_CACHE", str(tmp_path / "cache"))
-    cfg, rows = _cfg(tmp_path)
-    _, tok, sources = prepare_data(cfg)
+def test_a_source_that_changed_under_the_plan_is_refused(prepared) -> None:  # type: ignore[no-untyped-def]
+    cfg, _, tok, sources = prepared
     plan = replace(build_plan(cfg, "m", sources), token_caches={"s": "0" * 32})  # not on disk
     with pytest.raises(DataError, match="differs from the one the plan was built from"):
         open_caches(cfg, plan, tok)
 
 
-def test_a_sweeps_sources_reopen_by_key_in_its_trials(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_sweeps_sources_reopen_by_key_in_its_trials(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """What a sweep hands its trials: plain data and cache keys; a trial reopens the same
     sources without the tokenizer, and gets None on a machine without the caches."""
     import pickle
 
     from raymix.data.pipeline import reopen_sources, source_index
 
-    monkeypatch.setenv("RAYMIX_CACHE", str(tmp_path / "cache"))
-    cfg, rows = _cfg(tmp_path)
-    _, _, sources = prepare_data(cfg)
+    cfg, rows, _, sources = prepared
     index = pickle.loads(pickle.dumps(source_index(sources)))
     rows.unlink()
     again = reopen_sources(index)
