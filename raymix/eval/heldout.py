@@ -9,7 +9,7 @@ from typing import Any
 
 from raymix.config.schema import EvalConfig, HeldoutTaskConfig
 from raymix.data.records import Message, Record
-from raymix.eval import gsm8k, humaneval
+from raymix.eval import gsm8k, humaneval, sandbox
 from raymix.eval.humaneval import extract_code
 from raymix.eval.protocol import Request, Task, TaskKind
 from raymix.eval.text import exact_match, rouge_l
@@ -77,9 +77,17 @@ class HeldoutTask:
                 for r in rows
             ]
         if kind == "test":
-            programs = [extract_code(o) + "\n" + req.meta["test"] for o, req in pairs]
+            checks = [
+                sandbox.Check(
+                    candidate=extract_code(o),
+                    entry_points=_entry_points(req.meta),
+                    setup="",
+                    test=req.meta["test"],
+                )
+                for o, req in pairs
+            ]
             results = humaneval.run_checked(
-                programs, self.ecfg.timeout_s, allow_unsandboxed=self.ecfg.allow_unsandboxed
+                checks, self.ecfg.timeout_s, allow_unsandboxed=self.ecfg.allow_unsandboxed
             )
             return [
                 {
@@ -118,6 +126,14 @@ def row_scorer(meta: dict[str, Any]) -> str:
     if "test" in meta:
         return "test"
     return "reference"
+
+
+def _entry_points(meta: dict[str, Any]) -> tuple[str, ...]:
+    """The functions a row's tests call: its ``entry_point``, else those the tests call without
+    defining them."""
+    if isinstance(meta.get("entry_point"), str):
+        return (meta["entry_point"],)
+    return humaneval.called_names(meta["test"])
 
 
 def make_task(t: HeldoutTaskConfig, e: EvalConfig, heldout: dict[str, list[Record]]) -> Task:

