@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--timeout", type=float, default=3.0, help="seconds per code sample")
     ev.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="score a --samples/--predictions file that leaves out problems or references (or, "
+        "for humaneval, has uneven samples per task); without it that is an error",
+    )
+    ev.add_argument(
         "--allow-unsandboxed",
         action="store_true",
         help="run generated code with rlimits only where namespaces are refused (unsafe)",
@@ -187,6 +193,11 @@ def _data_mix(cfg, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-
             f"{args.file}: --sample N draws points of mixture.space (this experiment has "
             + ("one: give --sample N)" if cfg.mixture.space else "mixture.grid: drop --sample)")
             + ("; --mixture names a grid mixture" if args.mixture else "")
+        )
+    if args.mixture and args.mixture not in cfg.mixture.names:  # before any data is prepared
+        raise ConfigError(
+            f"{args.file}: --mixture {args.mixture!r} is not in mixture.grid; allowed: "
+            + ", ".join(cfg.mixture.names)
         )
     _, _, sources = prepare_data(cfg)
     if args.sample:

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from raymix.config.schema import EVAL_TASK_NAMES, EVAL_TASKS, ExperimentConfig
+from raymix.config.strategy_checks import check_strategy
 from raymix.errors import ConfigError
 
 
@@ -70,7 +71,9 @@ def load(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
             f"{path}: expected a mapping of keys at the top, got {type(raw).__name__}"
         )
     raw = apply_overrides(raw, overrides, origin=str(path))
-    return validate(raw, origin=str(path))
+    cfg = validate(raw, origin=str(path))
+    check_strategy(cfg, str(path))  # settings that would do nothing: an error or a warning
+    return cfg
 
 
 def validate(raw: Mapping[str, Any], origin: str) -> ExperimentConfig:

@@ -1,6 +1,11 @@
 """Reading and writing the project's small files: one JSON-lines reader (plain or gzip), one
 atomic writer (a temporary file in the same folder, then ``os.replace``), and rows of a Hugging
-Face hub dataset for the eval sets that default to the hub."""
+Face hub dataset for the eval sets that default to the hub.
+
+A JSON-lines line may hold at most :data:`MAX_LINE_CHARS` characters (16 Mi): a longer one is a
+DataError naming the file and line, not a row that the tokenizer would grind on for hours (one
+SFT example of a 128k-token context is about 0.5 Mi characters).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from raymix.errors import DataError
+
+MAX_LINE_CHARS = 16 * 2**20
+"""The longest JSON-lines line read, in characters."""
 
 
 def read_text(path: str | Path) -> str:
@@ -52,6 +60,11 @@ def decode_text(path: str | Path, raw: bytes) -> str:
 def iter_jsonl(path: str | Path, text: str) -> Iterator[tuple[int, Any]]:
     """(line number, object) for every non-blank line of ``text``, the contents of ``path``."""
     for lineno, line in enumerate(text.split("\n"), 1):
+        if len(line) > MAX_LINE_CHARS:
+            raise DataError(
+                f"{path}:{lineno}: line of {len(line):,} characters; at most {MAX_LINE_CHARS:,} "
+                "are allowed (one JSON object per line; split or drop this row)"
+            )
         if not line.strip():
             continue
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from raymix.config.schema import ExperimentConfig, SourceConfig
+from raymix.data.batches import IGNORE, encode
 from raymix.data.cache import (
     TokenCache,
     build_cache,
@@ -24,6 +26,7 @@ from raymix.data.cache import (
     tokenizer_fingerprint,
 )
 from raymix.data.files import write_atomic
+from raymix.data.records import Message, Record
 from raymix.data.sources import (
     DEFAULT_SYNTHETIC_SIZE,
     SYNTHETIC_PREFIX,
@@ -33,7 +36,7 @@ from raymix.data.sources import (
 )
 from raymix.data.templates import render
 from raymix.data.tokenizer import BUILTIN, EOS, load_tokenizer, train_builtin
-from raymix.errors import DataError
+from raymix.errors import ConfigError, DataError
 
 log = logging.getLogger("raymix")
 
@@ -154,6 +157,7 @@ def _prepare_one(
 
     def load() -> tuple[list[Any], dict[str, Any]]:
         s = loaded or load_records(src, cfg.seed)
+        split_heldout(len(s.records), src.heldout_size, cfg.seed, src.name)  # before tokenizing
         return s.records, {
             "fingerprint": s.fingerprint,
             "cleaning": s.cleaning,
@@ -191,20 +195,28 @@ def _prepare_one(
 
 def builtin_tokenizer(cfg: ExperimentConfig, root: Path | None = None) -> str:
     """The builtin BPE for ``cfg``'s sources and template, trained once and cached (JSON)."""
-    root = root or cache_dir()
+    spec, pending = _builtin_tokenizer(cfg, root or cache_dir())
+    if pending is not None:
+        write_atomic(pending, spec)
+    return spec
+
+
+def _builtin_tokenizer(cfg: ExperimentConfig, root: Path) -> tuple[str, Path | None]:
+    """(the builtin BPE's JSON, the cache file to write it to when it was trained just now and
+    can be cached), so a caller can check the experiment before it writes anything."""
     fps = [fingerprint(s, cfg.seed) for s in cfg.sources]
     body = json.dumps([TOKENIZER_VERSION, fps, cfg.template, cfg.tokenizer.vocab_size])
     path = root / "tokenizers" / f"{hashlib.sha256(body.encode()).hexdigest()[:32]}.json"
     if None not in fps and path.exists():
-        return path.read_text()
+        return path.read_text(), None
     texts = []
     for s in cfg.sources:
-        for rec in load_records(s, cfg.seed).records[:_CORPUS_ROWS]:
+        records = load_records(s, cfg.seed).records
+        split_heldout(len(records), s.heldout_size, cfg.seed, s.name)  # before anything is written
+        for rec in records[:_CORPUS_ROWS]:
             texts.append("".join(t for t, _ in render(cfg.template, rec["messages"], EOS)))
     spec = train_builtin(texts, cfg.tokenizer.vocab_size)
-    if None not in fps:
-        write_atomic(path, spec)
-    return spec
+    return spec, (path if None not in fps else None)
 
 
 def tokenizer_spec(cfg: ExperimentConfig) -> str:
@@ -212,16 +224,80 @@ def tokenizer_spec(cfg: ExperimentConfig) -> str:
     return builtin_tokenizer(cfg) if cfg.tokenizer.name == BUILTIN else cfg.tokenizer.name
 
 
+def check_sizes(cfg: ExperimentConfig) -> None:
+    """The sizes the config alone decides, checked before anything is read or written: each
+    built-in source's held-out rows leave rows to train on."""
+    for src in cfg.sources:
+        if src.path.startswith(SYNTHETIC_PREFIX):
+            split_heldout(src.size or DEFAULT_SYNTHETIC_SIZE, src.heldout_size, cfg.seed, src.name)
+
+
+_PROBES = (
+    [Message(role="user", content=""), Message(role="assistant", content="")],
+    [
+        Message(role="system", content="."),
+        Message(role="user", content=""),
+        Message(role="assistant", content=""),
+    ],
+)
+
+
+def template_overhead(template: str, tokenizer: Any) -> int | None:
+    """Tokens every row spends before its first answer token under ``template``: the shortest
+    prompt of an empty conversation, with and without a system message. None when the template
+    cannot render one (a chat template that refuses empty turns)."""
+    found = []
+    for messages in _PROBES:
+        try:
+            (ex,) = encode([Record(messages=messages, source="", row_id=0, meta={})],
+                           tokenizer, template, max_length=sys.maxsize)  # fmt: skip
+        except Exception:  # noqa: BLE001 - a user's Jinja template: the rows will tell
+            return None
+        first = next((i for i, label in enumerate(ex.labels) if label != IGNORE), None)
+        if first is not None:
+            found.append(first)
+    return min(found) if found else None
+
+
+def check_max_length(cfg: ExperimentConfig, tokenizer: Any) -> None:
+    """``train.max_length`` leaves room for an answer token after the template's prompt.
+
+    Raises:
+        ConfigError: when truncation to ``train.max_length`` would leave no row of any source a
+            token to train on (or, with ``train.overlong: drop``, no row at all).
+    """
+    overhead = template_overhead(cfg.template, tokenizer)
+    if overhead is not None and cfg.train.max_length <= overhead:
+        raise ConfigError(
+            f"train.max_length: {cfg.train.max_length} tokens cannot reach the answer of any row: "
+            f"the {cfg.template!r} template's prompt alone is {overhead} tokens with this "
+            f"tokenizer, before any instruction text; allowed: at least {overhead + 1}, plus "
+            "room for the instruction and the answer (default 256)"
+        )
+
+
 def prepare_data(
     cfg: ExperimentConfig, spec: str | None = None, *, warn: bool = True
 ) -> tuple[str, Any, dict[str, PreparedSource]]:
     """(tokenizer spec, tokenizer, prepared sources) of ``cfg``: everything a plan needs.
 
+    Nothing is written to the cache before the checks that need no tokenized data pass: the
+    built-in sources' held-out sizes, then ``train.max_length`` against the template's prompt
+    (with the tokenizer, whose cache file is written after that); a file source's held-out size
+    is checked when it is read, before it is tokenized.
+
     With ``warn``, each source that lost a whole sub-task, or more than 5 % of its rows, before
     sampling gets a warning on the ``raymix`` logger (every time, also when the cache is reused).
     """
+    check_sizes(cfg)
+    pending = None
+    if spec is None and cfg.tokenizer.name == BUILTIN:
+        spec, pending = _builtin_tokenizer(cfg, cache_dir())
     spec = spec or tokenizer_spec(cfg)
     tokenizer = load_tokenizer(spec, cfg.model.revision)
+    check_max_length(cfg, tokenizer)
+    if pending is not None:  # written once the config's sizes are known to work
+        write_atomic(pending, spec)
     sources = prepare_sources(cfg, tokenizer)
     if warn:
         for s in sources.values():
