@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from raymix.errors import RaymixError
@@ -58,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sw = with_file("sweep", "run an experiment as a Ray Tune sweep tracked in MLflow")
     sw.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else local)")
+    sw.add_argument(
+        "--resume",
+        metavar="RUN_FOLDER",
+        help="continue an interrupted sweep of this experiment from its run folder (the path it "
+        "printed): finished trials are kept, unfinished ones continue, errored ones restart",
+    )
     data = sub.add_parser("data", help="data tools").add_subparsers(
         dest="data_command", required=True, parser_class=_Parser
     )
@@ -151,11 +158,16 @@ def _run(args: argparse.Namespace) -> int:
             check_experiment(cfg)
         print(dump(cfg), end="")
         print(f"# {args.file}: valid", file=sys.stderr)
+        if not args.schema_only:
+            from raymix.sweep.tuner import output_locations
+
+            for what, where in output_locations(cfg).items():
+                print(f"# {what}: {where}", file=sys.stderr)
         return 0
     if args.command == "data":
         return _data_mix(cfg, args)
     if args.command == "sweep":
-        return _sweep(cfg, args.address)
+        return _sweep(cfg, args)
     raise AssertionError(args.command)
 
 
@@ -306,18 +318,50 @@ def _plan_summary(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _sweep(cfg, address: str | None) -> int:  # type: ignore[no-untyped-def]
+def _sweep(cfg, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     from raymix.analysis.tables import render_table, sweep_table
-    from raymix.sweep.tuner import run_sweep
+    from raymix.sweep.tuner import SweepInterrupted, run_sweep
 
-    outcome = run_sweep(cfg, address=address)
+    try:
+        outcome = run_sweep(cfg, address=args.address, resume=args.resume)
+    except SweepInterrupted as stop:
+        return _interrupted(stop.signum, stop.run_folder, args)
     print()
     print(f"Sweep {outcome.name}: {len(outcome.result_grid)} trials, {outcome.num_errors} failed")
     print(render_table(sweep_table(outcome.tracking_uri, outcome.parent_run_id)))
     print()
     print(f"MLflow parent run {outcome.parent_run_id} in {outcome.tracking_uri}")
     print(f"Open it with:  mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    for result in outcome.result_grid:
+        if result.error is not None:
+            print(f"raymix: trial failed ({result.path}): {_last_line(result.error)}",
+                  file=sys.stderr)  # fmt: skip
+    if outcome.interrupted_by:
+        return _interrupted(outcome.interrupted_by, outcome.run_folder, args)
     return 1 if outcome.num_errors else 0
+
+
+def _last_line(error: BaseException) -> str:
+    """The line of a trial's error that says what went wrong (Tune wraps it in tracebacks)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    cause = [line for line in lines if not line.startswith(("File ", "^", "~", "Traceback"))]
+    return (cause or lines or [type(error).__name__])[-1][:500]
+
+
+def _interrupted(signum: int, run_folder: str | None, args: argparse.Namespace) -> int:
+    """Say how the sweep stopped and how to resume it; exit 128 + the signal (130, 143)."""
+    import shlex
+    import signal
+
+    name = signal.Signals(signum).name
+    print(f"raymix: sweep stopped by {name}; its MLflow runs still open are closed KILLED.",
+          file=sys.stderr)  # fmt: skip
+    if run_folder and Path(run_folder).exists():
+        argv = ["raymix", "sweep", args.file]
+        argv += [f"--set={o}" for o in args.overrides]
+        argv += [f"--address={args.address}"] if args.address else []
+        print(f"Resume it with:  {shlex.join([*argv, '--resume', run_folder])}", file=sys.stderr)
+    return 128 + signum
 
 
 if __name__ == "__main__":

@@ -81,10 +81,15 @@ def tiny_experiment(**overrides: Any) -> dict[str, Any]:
     return raw
 
 
-def run_cli_sweep(path: Path, cwd: Path, tracking_uri: str, timeout: int) -> str:
+def run_cli_sweep(
+    path: Path, cwd: Path, tracking_uri: str, timeout: int, clean_stderr: bool = False
+) -> str:
     """``raymix sweep PATH`` as a user runs it (a subprocess, MLflow chosen through
-    $MLFLOW_TRACKING_URI); its stdout, once it has exited 0 (else its output's tails print)."""
+    $MLFLOW_TRACKING_URI); its stdout, once it has exited 0 (else its output's tails print).
+    With ``clean_stderr``, its stderr must carry no traceback and no error line (Python's
+    ``ERROR`` or Ray's C++ ``E`` level), from raymix or from Ray."""
     import os
+    import re
     import subprocess
     import sys
 
@@ -100,4 +105,12 @@ def run_cli_sweep(path: Path, cwd: Path, tracking_uri: str, timeout: int) -> str
     if proc.returncode != 0:
         print(proc.stdout[-5000:], proc.stderr[-10000:])
     assert proc.returncode == 0
+    if clean_stderr:
+        cpp_error = re.compile(r"\[\d{4}-\d\d-\d\d [\d:,]+ E \d+ \d+\]")
+        bad = [
+            line
+            for line in proc.stderr.splitlines()
+            if "Traceback" in line or " ERROR " in line or cpp_error.search(line)
+        ]
+        assert bad == [], "\n".join(bad[:20])
     return proc.stdout

@@ -269,6 +269,9 @@ class ScalingConfig(Strict):
     """CPUs reserved per worker; also its torch thread count (at least 1)."""
     gpus_per_worker: PositiveFloat = 1.0
     """GPUs per worker when use_gpu is true."""
+    wait_for_resources_s: Annotated[float, Field(ge=0)] = 0.0
+    """On a Ray cluster that lacks what one trial needs: 0 stops at once with an error (a fixed
+    cluster); more waits that many seconds for an autoscaling cluster to add nodes."""
 
 
 class DeepSpeedConfig(Strict):

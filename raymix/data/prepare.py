@@ -29,10 +29,13 @@ from raymix.data.records import Record
 from raymix.data.rounding import largest_remainder
 from raymix.data.sources import load_records
 from raymix.data.templates import TEMPLATES, render
-from raymix.errors import ConfigError
+from raymix.errors import ConfigError, DataError
 
 SPLIT_NAMES = ("train", "validation", "test")
 _SUM_TOLERANCE = 1e-6
+
+
+DATA_SUFFIXES = (".json", ".jsonl", ".gz", ".parquet", ".csv", ".tsv")
 
 
 def prepare(
@@ -79,6 +82,8 @@ def prepare(
         raise ConfigError(f"template {template!r} is unknown; allowed: {', '.join(TEMPLATES)}")
     out = Path(out_dir)
     _check_outputs(out, overwrite)
+    if Path(path).suffix in DATA_SUFFIXES and not Path(path).exists():
+        raise DataError(f"{path}: no such file")
     loaded = load_records(_source_config(path, fmt, fields))
     texts = [_text(template, rec) for rec in loaded.records]
     random.Random(seed).shuffle(texts)

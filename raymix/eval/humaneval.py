@@ -128,12 +128,20 @@ def load_humaneval_problems(path: str | None) -> dict[str, dict[str, Any]]:
     """Problems by task_id from a local file, or the hub's HumanEval."""
     rows = read_jsonl(path) if path else hub_rows(HUB_HUMANEVAL, None, "test", "--problems")
     need = ("task_id", "prompt", "test", "entry_point")
+    first_line: dict[str, int] = {}
     for i, r in enumerate(rows):
         missing = [k for k in need if k not in r]
         if missing:
             raise DataError(
-                f"{path} row {i}: missing field(s) {', '.join(missing)} of the HumanEval format"
+                f"{path}:{i + 1}: missing field(s) {', '.join(missing)} of the HumanEval format "
+                f"({', '.join(need)})"
             )
+        if r["task_id"] in first_line:
+            raise DataError(
+                f"{path}:{i + 1}: task_id {r['task_id']!r} repeats line "
+                f"{first_line[r['task_id']]}; each problem appears once"
+            )
+        first_line[r["task_id"]] = i + 1
     return {r["task_id"]: r for r in rows}
 
 

@@ -6,21 +6,29 @@ so a user error costs a second, not a cluster start.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import signal
+import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from raymix.config import ExperimentConfig, dump
 from raymix.config.schema import WeightsSpace, scheduler_metric
 from raymix.data.mixture import build_plan
 from raymix.data.pipeline import prepare_data, source_index
 from raymix.data.simplex import MixturePoint
+from raymix.errors import ConfigError
 from raymix.sweep.contamination import find_contamination
 from raymix.sweep.driver import run_trial
-from raymix.sweep.preflight import check_experiment
+from raymix.sweep.preflight import check_experiment, check_resources
 from raymix.sweep.space import DefineByRun, objectives, param_space, sampler, search_seed
 from raymix.tracking import MlflowTracker, resolve_uri
 
@@ -30,7 +38,7 @@ TRAIN_POLL_S = "0.5"  # Ray Train's report poll; the 2 s default throttles repor
 
 @dataclass(frozen=True)
 class SweepOutcome:
-    """Where a finished sweep's results are."""
+    """Where a finished (or interrupted) sweep's results are."""
 
     name: str
     tracking_uri: str
@@ -39,48 +47,133 @@ class SweepOutcome:
     storage_path: str
     num_errors: int
     result_grid: Any
+    interrupted_by: int | None = None
+    """The signal (SIGINT, SIGTERM) that stopped the sweep before its end, else None."""
+
+    @property
+    def run_folder(self) -> str:
+        return f"{self.storage_path}/{self.name}"
 
 
-def run_sweep(cfg: ExperimentConfig, address: str | None = None) -> SweepOutcome:
-    """Run every trial of ``cfg`` and return where the results are."""
-    from ray import tune
+class SweepInterrupted(Exception):  # noqa: N818 - not an error: the user stopped the sweep
+    """A signal stopped the sweep before Tune ran (nothing to resume), or a second signal cut
+    Tune's own stop short. Its runs are closed KILLED."""
 
+    def __init__(self, signum: int, run_folder: str | None) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.run_folder = signum, run_folder
+
+
+TUNE_PATH_TAG = "raymix.tune_path"
+
+
+def run_sweep(
+    cfg: ExperimentConfig, address: str | None = None, resume: str | None = None
+) -> SweepOutcome:
+    """Run every trial of ``cfg`` and return where the results are.
+
+    Args:
+        cfg: the experiment.
+        address: a Ray cluster to connect to (default: $RAY_ADDRESS, else a local one).
+        resume: the run folder of an interrupted sweep of this experiment: Tune restores it
+            (finished trials are not run again, unfinished ones continue from their last
+            checkpoint, errored ones restart) into the same MLflow parent and child runs.
+
+    SIGINT and SIGTERM stop the sweep as Tune stops it (trials stopped, experiment state saved
+    for a resume); every run still RUNNING is then closed KILLED, and the outcome says which
+    signal it was. A second signal stops at once.
+    """
+    with _StopOnSignal() as stop:
+        try:
+            return _run_sweep(cfg, address, resume, stop)
+        except KeyboardInterrupt:
+            raise SweepInterrupted(stop.signum or signal.SIGINT, stop.run_folder) from None
+
+
+def _run_sweep(
+    cfg: ExperimentConfig, address: str | None, resume: str | None, stop: _StopOnSignal
+) -> SweepOutcome:
     from raymix.sweep.callbacks import CloseTrialRuns
 
+    if resume:
+        resume = _restorable(resume)  # before any data is prepared or any store is opened
     check_experiment(cfg, read_sources=False)  # eval sets and judges; prepare_data reads sources
     tokenizer, _, sources = prepare_data(cfg)  # tokenize every source once, into the cache
     contamination = find_contamination(cfg, sources)
     check_mixtures(cfg, sources, contamination)  # fail fast on a bad mixture, before Ray starts
 
     uri = resolve_uri(cfg.tracking.uri)
-    storage = _storage_path(cfg.sweep.storage_path)
-    name = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if resume and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
+        raise ConfigError(
+            f"--resume {resume}: no MLflow store at {uri} (the sweep's tracking URI?)"
+        )
+    init_ray(cfg, uri, address)  # and check the cluster can hold a trial, before any MLflow run
+    stop.arm()  # again: Ray's core worker installs its own SIGTERM handler (it aborts)
     tracker = MlflowTracker(uri)
     experiment_id = tracker.experiment_id(cfg.tracking.experiment or cfg.name)
-    parent = tracker.start_sweep(experiment_id, name, dump(cfg))
-    tracker.set_tag(parent, "raymix.tune_path", f"{storage}/{name}")
+    if resume:
+        storage, name, parent = _resumed_sweep(cfg, tracker, experiment_id, resume)
+    else:
+        storage = _storage_path(cfg.sweep.storage_path)
+        name = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        parent = tracker.start_sweep(experiment_id, name, dump(cfg))
+        tracker.set_tag(parent, TUNE_PATH_TAG, f"{storage}/{name}")
+    stop.run_folder = f"{storage}/{name}"
+    try:
+        trainable = trial_trainable(
+            run_trial,
+            experiment_json=cfg.model_dump_json(),
+            experiment_id=experiment_id,
+            parent_run_id=parent,
+            tracking_uri=uri,
+            storage_path=storage,
+            tokenizer=tokenizer,
+            contamination=contamination,
+            source_index=source_index(sources),
+        )
+        grid = _tuner(cfg, trainable, name, storage, CloseTrialRuns(uri, parent), resume).fit()
+    except BaseException:
+        close_open_runs(tracker, parent, "KILLED" if stop.signum else "FAILED")
+        raise
+    if stop.signum:
+        close_open_runs(tracker, parent, "KILLED")
+    else:
+        done = "FAILED" if grid.num_errors else "FINISHED"
+        close_open_runs(tracker, parent, "FAILED", parent_status=done)
+    errors = grid.num_errors
+    return SweepOutcome(name, uri, experiment_id, parent, storage, errors, grid, stop.signum)
 
-    init_ray(cfg, uri, address)
-    trainable = trial_trainable(
-        run_trial,
-        experiment_json=cfg.model_dump_json(),
-        experiment_id=experiment_id,
-        parent_run_id=parent,
-        tracking_uri=uri,
-        storage_path=storage,
-        tokenizer=tokenizer,
-        contamination=contamination,
-        source_index=source_index(sources),
-    )
+
+def _tuner(
+    cfg: ExperimentConfig,
+    trainable: Any,
+    name: str,
+    storage: str,
+    callback: Any,
+    resume: str | None,
+) -> Any:
+    """The sweep's Tuner, or the interrupted one restored from its run folder ``resume``."""
+    from ray import tune
+
+    if resume:
+        return tune.Tuner.restore(
+            f"{storage}/{name}",
+            trainable,
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=True,
+        )
     searcher, space = search_algorithm(cfg)
-    tuner = tune.Tuner(
+    grid = cfg.sweep.search.algorithm == "grid"
+    return tune.Tuner(
         trainable,
         param_space=space,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler(cfg),
             num_samples=cfg.sweep.num_samples,
-            max_concurrent_trials=cfg.sweep.max_concurrent_trials,
+            # the grid's generator holds the limit itself (see search_algorithm)
+            max_concurrent_trials=None if grid else cfg.sweep.max_concurrent_trials,
             # A trial's driver actor serves the next trial, except under a scheduler: a stopped
             # trial's driver is cut off mid-fit, and its actor must die with its workers.
             reuse_actors=cfg.sweep.scheduler.name == "none",
@@ -89,17 +182,106 @@ def run_sweep(cfg: ExperimentConfig, address: str | None = None) -> SweepOutcome
             name=name,
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=cfg.sweep.max_failures),
-            callbacks=[CloseTrialRuns(uri, parent)],
+            callbacks=[callback],
             verbose=1,
         ),
     )
-    try:
-        grid = tuner.fit()
-    except BaseException:
-        tracker.finish(parent, "FAILED")
-        raise
-    tracker.finish(parent, "FAILED" if grid.num_errors else "FINISHED")
-    return SweepOutcome(name, uri, experiment_id, parent, storage, grid.num_errors, grid)
+
+
+def close_open_runs(
+    tracker: MlflowTracker, parent: str, status: str, parent_status: str | None = None
+) -> None:
+    """Close every child run of the sweep still RUNNING with ``status`` (a sweep never leaves a
+    run RUNNING), then the parent with ``parent_status`` (default: ``status``)."""
+    for run in tracker.trial_runs(parent):
+        if run.info.status == "RUNNING":
+            tracker.finish(str(run.info.run_id), status)
+    tracker.finish(parent, parent_status or status)
+
+
+def _resumed_sweep(
+    cfg: ExperimentConfig, tracker: MlflowTracker, experiment_id: str, folder: str
+) -> tuple[str, str, str]:
+    """(storage path, sweep name, parent run id) of the sweep in run folder ``folder``; its
+    parent run is RUNNING again."""
+    found = tracker.client.search_runs(
+        [experiment_id], filter_string=f"tags.`{TUNE_PATH_TAG}` = '{folder}'", max_results=1
+    )
+    if not found:
+        raise ConfigError(
+            f"--resume {folder}: no MLflow parent run of experiment "
+            f"{cfg.tracking.experiment or cfg.name!r} in {tracker.uri} has this run folder; "
+            "resume with the same experiment file and tracking URI"
+        )
+    parent = str(found[0].info.run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = Path(tracker.client.download_artifacts(parent, "config.yaml", tmp)).read_text()
+    if started != dump(cfg):
+        old, new = yaml.safe_load(started), yaml.safe_load(dump(cfg))
+        keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        raise ConfigError(
+            f"--resume {folder}: the experiment changed since the sweep started (keys: "
+            f"{', '.join(keys)}); resume with the file and --set overrides it started with"
+        )
+    tracker.client.update_run(parent, status="RUNNING")
+    storage, name = folder.rstrip("/").rsplit("/", 1)
+    return storage, name, parent
+
+
+def _restorable(folder: str) -> str:
+    """The absolute run folder to resume, if Tune can restore it."""
+    from ray import tune
+
+    folder = folder if "://" in folder else str(Path(folder).resolve())
+    if not tune.Tuner.can_restore(folder):
+        raise ConfigError(
+            f"--resume {folder}: no Tune experiment state there; give the run folder a sweep "
+            "printed (<sweep.storage_path>/<name>-<date>)"
+        )
+    return folder
+
+
+class _StopOnSignal:
+    """SIGINT and SIGTERM stop a sweep the way Tune stops on Ctrl-C: Tune's own handler (which
+    raymix takes over, so that SIGTERM counts too) is reached through SIGUSR1, which Tune
+    listens to while it runs; before Tune runs, or at a second signal, KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.run_folder: str | None = None
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def arm(self) -> None:
+        """Take SIGINT and SIGTERM (back) from whoever installed a handler since."""
+        if self._saved:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self._handle)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        first = self.signum is None
+        self.signum = self.signum or signum
+        tune_listens = signal.getsignal(signal.SIGUSR1) not in (
+            signal.SIG_DFL,
+            signal.SIG_IGN,
+            None,
+        )
+        if not first or not tune_listens:
+            raise KeyboardInterrupt
+        name = signal.Signals(signum).name
+        print(f"\nraymix: {name}: stopping the trials and saving the sweep's state "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)  # fmt: skip
+        os.kill(os.getpid(), signal.SIGUSR1)
 
 
 def trial_trainable(driver: Any, **params: Any) -> Any:
@@ -195,13 +377,22 @@ def init_ray(cfg: ExperimentConfig, tracking_uri: str, address: str | None) -> N
     runtime_env = {"env_vars": env, "worker_process_setup_hook": pin_ray_address}
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address or os.environ["RAY_ADDRESS"], runtime_env=runtime_env)
+        check_resources(cfg, cfg.scaling.wait_for_resources_s)
         return
     s = cfg.scaling
     per_trial = s.num_workers * s.cpus_per_worker + DRIVER_CPU
     needed = math.ceil(per_trial * cfg.sweep.max_concurrent_trials)
     num_cpus = max(os.cpu_count() or 1, needed)
+    # A local cluster: no watcher of cloud preemptions (its actor's restart settings log a false
+    # error), and Ray's notice that it turned token authentication on is not printed as a warning
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR
+    )
+    watcher = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+    env[watcher] = os.environ.get(watcher, "0")
     os.environ.update(env)  # the Train controller runs in the trial actor, started from here
     ray.init(num_cpus=num_cpus, runtime_env=runtime_env, log_to_driver=True)
+    check_resources(cfg, 0)  # a local cluster is what this machine has: nothing to wait for
 
 
 def pin_ray_address() -> None:
@@ -213,6 +404,30 @@ def pin_ray_address() -> None:
     import ray
 
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+
+
+def output_locations(cfg: ExperimentConfig) -> dict[str, str]:
+    """Where a sweep of ``cfg`` started now would write: its run folder, its MLflow tracking URI
+    and its experiment's artifact location (asked of the store when the experiment exists;
+    nothing is created)."""
+    uri = resolve_uri(cfg.tracking.uri)
+    experiment = cfg.tracking.experiment or cfg.name
+    run_folder = f"{_storage_path(cfg.sweep.storage_path)}/{cfg.name}-<date>-<time>"
+    artifacts = "chosen by the tracking server (its --default-artifact-root)"
+    local_db = uri.startswith("sqlite:///") and Path(uri[len("sqlite:///") :]).exists()
+    if local_db or uri.startswith(("http://", "https://", "file:")):
+        try:
+            found = MlflowTracker(uri).client.get_experiment_by_name(experiment)
+        except Exception:  # noqa: BLE001 - a description only: the sweep's own checks say why
+            found = None
+        if found is not None:
+            artifacts = str(found.artifact_location)
+    if artifacts.startswith("chosen") and uri.startswith("sqlite:"):
+        artifacts = str(Path("mlruns").resolve()) + "/<experiment id>"  # MLflow's default root
+    if artifacts.startswith("chosen") and uri.startswith("file:"):
+        artifacts = uri + "/<experiment id>"
+    return {"run folder": run_folder, "tracking URI": uri, "experiment": experiment,
+            "artifacts": artifacts}  # fmt: skip
 
 
 def _storage_path(path: str | None) -> str:

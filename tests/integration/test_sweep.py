@@ -43,7 +43,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     path.write_text(yaml.safe_dump(raw))
     uri = f"sqlite:///{tmp / 'store' / 'mlflow.db'}"
     (tmp / "store").mkdir()
-    stdout = run_cli_sweep(path, tmp, uri, timeout=1200)
+    stdout = run_cli_sweep(path, tmp, uri, timeout=1200, clean_stderr=True)
     from mlflow.tracking import MlflowClient
 
     return {"stdout": stdout, "uri": uri, "client": MlflowClient(uri), "tmp": tmp}

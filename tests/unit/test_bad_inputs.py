@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -38,6 +39,7 @@ class Case:
     argv: list[str]
     files: Files = field(default_factory=dict)
     expect: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def _jsonl(*rows: Any) -> str:
@@ -345,6 +347,254 @@ CASES = [
         },
         ("sources.f.heldout", "3 held-out rows", "of the 3"),
     ),
+    # --- checked before the sweep starts: model, tokenizer, judge key, tracking server ---------
+    Case(
+        "sweep-model-path-missing",
+        ["sweep", "exp.yaml"],
+        {"exp.yaml": _yaml(model={"name": "./models/nope"})},
+        ("model.name", "no such folder './models/nope'", "hub id"),
+    ),
+    Case(
+        "validate-model-folder-without-config",
+        ["validate", "exp.yaml", "--set", "model.name=."],
+        {"exp.yaml": _yaml()},
+        ("model.name", "has no config.json", "local folder"),
+    ),
+    Case(
+        "sweep-model-hub-id-not-cached-offline",
+        ["sweep", "exp.yaml", "--set", "model.name=raymix-test/no-such-model"],
+        {"exp.yaml": _yaml()},
+        ("model.name", "raymix-test/no-such-model", "HF_HUB_OFFLINE"),
+    ),
+    Case(
+        "sweep-tokenizer-path-missing",
+        ["sweep", "exp.yaml", "--set", "tokenizer.name=~/no-such-tokenizer"],
+        {"exp.yaml": _yaml()},
+        ("tokenizer.name", "no such folder", "hub id"),
+    ),
+    Case(
+        "sweep-judge-key-unset",
+        ["sweep", "exp.yaml"],
+        {
+            "exp.yaml": _yaml(
+                eval={
+                    "tasks": [
+                        {
+                            "name": "mt_bench",
+                            "path": "question.jsonl",
+                            "judge": {
+                                "base_url": "http://127.0.0.1:9/v1",
+                                "model": "judge",
+                                "api_key_env": "RAYMIX_TEST_UNSET_KEY",
+                            },
+                        }
+                    ]
+                }
+            )
+        },
+        ("eval.tasks.0.judge.api_key_env", "RAYMIX_TEST_UNSET_KEY", "not set"),
+    ),
+    Case(
+        "sweep-tracking-server-down",
+        ["sweep", "exp.yaml", "--set", "tracking.uri=http://127.0.0.1:9"],
+        {"exp.yaml": _yaml()},
+        ("tracking.uri http://127.0.0.1:9", "no MLflow tracking server answers", "mlflow server"),
+    ),
+    Case(
+        "validate-tracking-server-down",
+        ["validate", "exp.yaml", "--set", "tracking.uri=https://127.0.0.1:9/"],
+        {"exp.yaml": _yaml()},
+        ("tracking.uri", "no MLflow tracking server answers"),
+    ),
+    Case(
+        "eval-humaneval-repeated-problem",
+        HE,
+        {
+            "problems.jsonl": PROBLEMS + PROBLEMS.splitlines(keepends=True)[1],
+            "samples.jsonl": _samples("t/0", "t/1", "t/2"),
+        },
+        ("problems.jsonl:4", "t/1", "line 2"),
+    ),
+    # --- experiment files and --set ---------------------------------------------------------
+    Case(
+        "validate-unknown-top-level-key",
+        ["validate", "exp.yaml"],
+        {"exp.yaml": _yaml(trian={"lr": 1})},
+        ("trian", "unknown key"),
+    ),
+    Case(
+        "validate-wrong-type",
+        ["validate", "exp.yaml", "--set", "train.lr=fast"],
+        {"exp.yaml": _yaml()},
+        ("train.lr",),
+    ),
+    Case(
+        "validate-negative-lr",
+        ["validate", "exp.yaml", "--set", "train.lr=-1"],
+        {"exp.yaml": _yaml()},
+        ("train.lr",),
+    ),
+    Case(
+        "validate-set-without-equals",
+        ["validate", "exp.yaml", "--set", "train.lr"],
+        {"exp.yaml": _yaml()},
+        ("--set 'train.lr'", "dotted.key=value"),
+    ),
+    Case(
+        "validate-set-unknown-key",
+        ["validate", "exp.yaml", "--set", "train.nosuch=1"],
+        {"exp.yaml": _yaml()},
+        ("train.nosuch",),
+    ),
+    Case("validate-no-such-file", ["validate", "nosuch.yaml"], {}, ("nosuch.yaml", "no such file")),
+    Case(
+        "validate-yaml-syntax",
+        ["validate", "exp.yaml"],
+        {"exp.yaml": "name: [unclosed\nseed: 0\n"},
+        ("exp.yaml", "line 2", "invalid YAML"),
+    ),
+    Case(
+        "validate-mixture-unknown-source",
+        ["validate", "exp.yaml"],
+        {"exp.yaml": _yaml(mixture={"grid": {"x": {"nosuch": 10}}})},
+        ("mixture.grid.x", "nosuch", "allowed: math, code"),
+    ),
+    Case(
+        "validate-source-file-missing",
+        ["validate", "exp.yaml"],
+        {
+            "exp.yaml": _yaml(
+                sources=[{"name": "f", "path": "missing.jsonl", "format": "alpaca"}],
+                mixture={"grid": {"x": {"f": 10}}},
+            )
+        },
+        ("sources.f.path", "missing.jsonl", "no such file"),
+    ),
+    Case(
+        "validate-source-malformed-json",
+        ["validate", "exp.yaml"],
+        {
+            "exp.yaml": _yaml(
+                sources=[{"name": "f", "path": "f.jsonl", "format": "alpaca", "heldout": 0}],
+                mixture={"grid": {"x": {"f": 1}}},
+            ),
+            "f.jsonl": _jsonl({"instruction": "a", "output": "b"}) + "{bad\n",
+        },
+        ("f.jsonl:2", "malformed JSON"),
+    ),
+    Case(
+        "validate-dirichlet-negative",
+        ["validate", "exp.yaml"],
+        {
+            "exp.yaml": _yaml(
+                mixture={"space": {"weights": {"dirichlet": -1}, "amount": {"fixed": 100}}}
+            )
+        },
+        ("mixture.space",),
+    ),
+    Case(
+        "validate-min-shares-above-one",
+        ["validate", "exp.yaml"],
+        {
+            "exp.yaml": _yaml(
+                mixture={
+                    "space": {
+                        "weights": {"dirichlet": 1},
+                        "min_share": {"math": 0.7, "code": 0.6},
+                        "amount": {"fixed": 100},
+                    }
+                }
+            )
+        },
+        ("mixture.space",),
+    ),
+    Case(
+        "validate-grid-and-space",
+        ["validate", "exp.yaml"],
+        {
+            "exp.yaml": _yaml(
+                mixture={
+                    "grid": {"a": {"math": 10}},
+                    "space": {"weights": {"dirichlet": 1}, "amount": {"fixed": 100}},
+                }
+            )
+        },
+        ("mixture",),
+    ),
+    Case(
+        "validate-scheduler-on-training-loss",
+        ["validate", "exp.yaml"],
+        {
+            "exp.yaml": _yaml(
+                train={"eval_every": 5},
+                sweep={"scheduler": {"name": "asha", "metric": "train/loss"}},
+            )
+        },
+        ("sweep.scheduler", "train/loss"),
+    ),
+    Case(
+        "validate-scheduler-without-evaluations",
+        ["validate", "exp.yaml"],
+        {"exp.yaml": _yaml(sweep={"scheduler": {"name": "asha"}})},
+        ("sweep.scheduler", "train.eval_every"),
+    ),
+    Case(
+        "validate-unknown-eval-task",
+        ["validate", "exp.yaml"],
+        {"exp.yaml": _yaml(eval={"tasks": [{"name": "nosuch"}]})},
+        ("eval",),
+    ),
+    Case(
+        "validate-unknown-flag",
+        ["validate", "exp.yaml", "--nosuch"],
+        {"exp.yaml": _yaml()},
+        ("unrecognized arguments: --nosuch",),
+    ),
+    Case(
+        "data-mix-sample-zero",
+        ["data", "mix", "exp.yaml", "--sample", "0"],
+        {"exp.yaml": _yaml()},
+        ("--sample", "at least 1", "'0'"),
+    ),
+    # --- data prepare flags --------------------------------------------------------------------
+    Case(
+        "prepare-no-such-file",
+        ["data", "prepare", "nope.jsonl", "--out", "o"],
+        {},
+        ("nope.jsonl: no such file",),
+    ),
+    Case(
+        "prepare-bad-splits",
+        ["data", "prepare", "f.jsonl", "--out", "o", "--splits", "0.5,0.5"],
+        {"f.jsonl": _jsonl({"instruction": "a", "output": "b"})},
+        ("--splits '0.5,0.5'", "three fractions"),
+    ),
+    Case(
+        "prepare-unknown-format",
+        ["data", "prepare", "f.jsonl", "--out", "o", "--format", "nosuch"],
+        {"f.jsonl": _jsonl({"instruction": "a", "output": "b"})},
+        ("format 'nosuch'", "allowed: auto, alpaca"),
+    ),
+    Case(
+        "prepare-unknown-template",
+        ["data", "prepare", "f.jsonl", "--out", "o", "--template", "nosuch"],
+        {"f.jsonl": _jsonl({"instruction": "a", "output": "b"})},
+        ("template 'nosuch'", "allowed: plain, alpaca"),
+    ),
+    # --- sweep flags and environment ----------------------------------------------------------
+    Case(
+        "sweep-resume-without-state",
+        ["sweep", "exp.yaml", "--resume", "runs/nope"],
+        {"exp.yaml": _yaml()},
+        ("--resume", "runs/nope", "no Tune experiment state"),
+    ),
+    Case(
+        "sweep-tracking-server-down-from-environment",
+        ["sweep", "exp.yaml"],
+        {"exp.yaml": _yaml()},
+        ("tracking.uri http://127.0.0.1:9", "mlflow server"),
+        env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
+    ),
     Case(
         "data-mix-sample-with-grid",
         ["data", "mix", "exp.yaml", "--sample", "2"],
@@ -378,6 +628,7 @@ def _run(case: Case, folder: Path) -> Outcome:
         "MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db",
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
+        **case.env,
     }
     before = _files(folder)
     proc = subprocess.run(
@@ -401,7 +652,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
 
 
 def test_the_table_has_distinct_rows() -> None:
-    assert len({c.id for c in CASES}) == len(CASES) >= 25
+    assert len({c.id for c in CASES}) == len(CASES) >= 60
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -411,7 +662,7 @@ def test_bad_input_is_one_clear_error(case: Case, outcomes: dict[str, Outcome]) 
     assert out.proc.returncode == 2, (out.proc.returncode, err[-3000:])
     assert "Traceback" not in err, err[-3000:]
     assert out.proc.stdout == ""
-    lines = [line for line in err.splitlines() if line.startswith("raymix: error:")]
+    lines = [line for line in err.splitlines() if re.match(r"raymix( [a-z]+)*: error:", line)]
     assert len(lines) == 1, err
     for word in case.expect:
         assert word in lines[0], (word, lines[0])

@@ -118,3 +118,16 @@ def test_each_eval_task_has_its_own_keys() -> None:
         ConfigError, match=r"eval.tasks.0: Input tag 'bleu' .* expected tags: 'heldout', 'gsm8k'"
     ):
         validate(tiny_experiment(eval={"tasks": [{"name": "bleu"}]}), "x.yaml")
+
+
+def test_validate_says_where_output_goes_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(name="where")))
+    (tmp_path / "work").mkdir()
+    proc = _raymix("validate", str(path), cwd=tmp_path / "work")
+    assert proc.returncode == 0, proc.stderr
+    work = tmp_path / "work"
+    assert f"# run folder: {work}/raymix_runs/where-<date>-<time>" in proc.stderr
+    assert f"# tracking URI: sqlite:///{work}/mlflow.db" in proc.stderr
+    assert f"# artifacts: {work}/mlruns/<experiment id>" in proc.stderr
+    assert list(work.iterdir()) == [], "validate creates no store, run folder or artifact"
