@@ -14,6 +14,7 @@ BENCHES = [
     "trial_overhead.py",  # per-trial fixed cost against the no-op and DeepSpeed floors
     "asha.py",  # trial-steps of ASHA vs the full grid, and whether it keeps the grid's best
     "search.py",  # random vs Optuna TPE, the same budget of trials, 3 seeds
+    "sandbox.py",  # the forge-proof HumanEval verdict (two processes) vs one program
 ]
 
 if __name__ == "__main__":
