@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-unit bench lint clean
+.PHONY: install install-into demo test test-unit bench lint clean
 
 install: $(STAMP)
 
@@ -16,16 +16,25 @@ DS_BUILD_ENV := $(if $(shell command -v nvidia-smi 2>/dev/null),,DS_ACCELERATOR=
 SHM_BUILT := from deepspeed.git_version_info import installed_ops as o; assert o['deepspeed_shm_comm']
 
 # torch first (a CPU build lies on this machine's disk; PyPI gives CUDA builds elsewhere), then
-# DeepSpeed compiled against it without build isolation, then the package and its extras.
+# DeepSpeed compiled against it without build isolation, then the package and its extras: into
+# the Python whose pip is $(PIP). `make install` runs it for the project's venv; the Dockerfile
+# and cluster.yaml run it for the image's Python (one list of steps for every machine).
+PIP    ?= $(BIN)/pip
+EXTRAS ?= data,dev,test,server
+install-into:
+	$(PIP) install -q --upgrade pip setuptools wheel
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q py-cpuinfo ninja hjson packaging psutil
+	$(DS_BUILD_ENV) $(PIP) install -q --no-cache-dir --no-build-isolation deepspeed==0.19.8
+	$(if $(DS_BUILD_ENV),$(PIP_PYTHON) -c "$(SHM_BUILT)" || $(DS_BUILD_ENV) $(PIP) install -q \
+		--no-cache-dir --force-reinstall --no-deps --no-build-isolation deepspeed==0.19.8)
+	$(PIP) install -q -e '.[$(EXTRAS)]'
+
+PIP_PYTHON = $(dir $(shell command -v $(PIP)))python
+
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip setuptools wheel
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q py-cpuinfo ninja hjson packaging psutil
-	$(DS_BUILD_ENV) $(BIN)/pip install -q --no-cache-dir --no-build-isolation deepspeed==0.19.8
-	$(if $(DS_BUILD_ENV),$(BIN)/python -c "$(SHM_BUILT)" || $(DS_BUILD_ENV) $(BIN)/pip install -q \
-		--no-cache-dir --force-reinstall --no-deps --no-build-isolation deepspeed==0.19.8)
-	$(BIN)/pip install -q -e '.[data,dev,test]'
+	$(MAKE) install-into PIP=$(BIN)/pip EXTRAS=$(EXTRAS)
 	touch $(STAMP)
 
 demo: install

@@ -59,11 +59,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     sw = with_file("sweep", "run an experiment as a Ray Tune sweep tracked in MLflow")
     sw.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else local)")
-    sw.add_argument(
+    again = sw.add_mutually_exclusive_group()
+    again.add_argument(
         "--resume",
+        nargs="?",
+        const="",
         metavar="RUN_FOLDER",
-        help="continue an interrupted sweep of this experiment from its run folder (the path it "
-        "printed): finished trials are kept, unfinished ones continue, errored ones restart",
+        help="continue an interrupted sweep of this experiment (the latest unfinished one with "
+        "this configuration, or the run folder given): finished trials are kept, unfinished ones "
+        "continue from their last checkpoint, errored ones restart",
+    )
+    again.add_argument(
+        "--restart",
+        action="store_true",
+        help="start a new sweep although an unfinished one with this configuration exists (its "
+        "runs still RUNNING are closed KILLED)",
+    )
+    sync_help = (
+        "deliver the MLflow records a sweep's trials spooled to its run folder while the "
+        "tracking server was unreachable (each metric point once)"
+    )
+    sync = sub.add_parser("sync", help=sync_help, description=sync_help)
+    sync.add_argument("run_folder", help="the sweep's run folder (local path or s3://…)")
+    sync.add_argument(
+        "--tracking-uri",
+        help="MLflow store to deliver to (default: the one each trial was logging to)",
     )
     data = sub.add_parser("data", help="data tools").add_subparsers(
         dest="data_command", required=True, parser_class=_Parser
@@ -146,6 +166,8 @@ def _run(args: argparse.Namespace) -> int:
         from raymix.eval.cli import run_eval
 
         return run_eval(args)
+    if args.command == "sync":
+        return _sync(args)
     if args.command == "validate" and args.help_keys is not None:
         return _help_keys(args.help_keys)
     if args.file is None:
@@ -169,6 +191,31 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "sweep":
         return _sweep(cfg, args)
     raise AssertionError(args.command)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from raymix.errors import ConfigError
+    from raymix.tracking.delivery import deliver_spool, spooled_runs, transient
+
+    folder = args.run_folder
+    if "://" not in folder and not Path(folder).is_dir():
+        raise ConfigError(f"raymix sync: {folder}: no such run folder")
+    if not spooled_runs(folder):
+        print(f"{folder}: nothing spooled, MLflow has every record")
+        return 0
+    try:
+        done = deliver_spool(folder, args.tracking_uri)
+    except Exception as error:
+        if not transient(error):
+            raise
+        print(f"raymix sync: MLflow is still unreachable ({error}); the spool in {folder}/spool "
+              "is kept: run this again once it is up", file=sys.stderr)  # fmt: skip
+        return 1
+    print(
+        f"{folder}: delivered {done.records} spooled record(s) of {done.runs} run(s): "
+        f"{done.points} metric point(s), {done.skipped_points} already in MLflow"
+    )
+    return 0
 
 
 def _help_keys(prefix: str) -> int:
@@ -321,9 +368,10 @@ def _plan_summary(plan: Plan) -> dict[str, Any]:
 def _sweep(cfg, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
     from raymix.analysis.tables import render_table, sweep_table
     from raymix.sweep.tuner import SweepInterrupted, run_sweep
+    from raymix.tracking import ui_hint
 
     try:
-        outcome = run_sweep(cfg, address=args.address, resume=args.resume)
+        outcome = run_sweep(cfg, address=args.address, resume=args.resume, restart=args.restart)
     except SweepInterrupted as stop:
         return _interrupted(stop.signum, stop.run_folder, args)
     print()
@@ -331,7 +379,11 @@ def _sweep(cfg, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def
     print(render_table(sweep_table(outcome.tracking_uri, outcome.parent_run_id)))
     print()
     print(f"MLflow parent run {outcome.parent_run_id} in {outcome.tracking_uri}")
-    print(f"Open it with:  mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    print(f"Open it with:  {ui_hint(outcome.tracking_uri)}")
+    if outcome.spooled:
+        print(f"raymix: {len(outcome.spooled)} trial run(s) could not reach MLflow; their "
+              f"records wait in {outcome.run_folder}/spool: `raymix sync {outcome.run_folder}` "
+              "delivers them", file=sys.stderr)  # fmt: skip
     for result in outcome.result_grid:
         if result.error is not None:
             print(f"raymix: trial failed ({result.path}): {_last_line(result.error)}",

@@ -12,6 +12,7 @@ MODEL_CONFIG = ConfigDict(extra="forbid", strict=True, use_attribute_docstrings=
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
 
 
 class Strict(BaseModel):

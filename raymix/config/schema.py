@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from raymix.config.base import NonNegInt, PositiveFloat, PositiveInt, Strict
+from raymix.config.base import NonNegFloat, NonNegInt, PositiveFloat, PositiveInt, Strict
 from raymix.config.eval_schema import (
     EVAL_TASK_NAMES,
     EVAL_TASKS,
@@ -256,13 +256,24 @@ class TrainConfig(Strict):
     """Evaluate held-out loss per source every this many steps (None: only at the end)."""
     eval_batch_size: PositiveInt = 16
     """Examples per worker per eval forward pass."""
+    checkpoint_every: PositiveInt | None = None
+    """Also checkpoint every this many optimizer steps inside a stage (model, optimizer, lr
+    schedule, RNG and the position in the data), so a killed worker or driver resumes from there;
+    None: only at each stage's end."""
+    keep_checkpoints: PositiveInt = 2
+    """Checkpoints kept per trial in the run folder; the latest is always kept (a resume needs it)."""
+    keep_checkpoints_by: str = "latest"
+    """Which ones: 'latest', or an eval/loss/* metric (a source, mean or weighted; lower is
+    better) to keep the best by that metric besides the latest."""
 
 
 class ScalingConfig(Strict):
     """How many Ray Train workers one trial uses, and what each gets."""
 
-    num_workers: PositiveInt = 2
-    """Ray Train workers (DeepSpeed ranks) per trial."""
+    num_workers: PositiveInt | Literal["auto"] = 2
+    """Ray Train workers (DeepSpeed ranks) per trial; 'auto': as many as the largest node of the
+    cluster holds (one per gpus_per_worker GPUs with use_gpu, e.g. 8 on a p4d.24xlarge; else one
+    per cpus_per_worker CPUs), found once Ray is up."""
     use_gpu: bool = False
     """Give each worker a GPU (NCCL); False runs DeepSpeed on the CPU accelerator over gloo."""
     cpus_per_worker: PositiveFloat = 1.0
@@ -272,6 +283,20 @@ class ScalingConfig(Strict):
     wait_for_resources_s: Annotated[float, Field(ge=0)] = 0.0
     """On a Ray cluster that lacks what one trial needs: 0 stops at once with an error (a fixed
     cluster); more waits that many seconds for an autoscaling cluster to add nodes."""
+
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _count_or_auto(cls, value: Any) -> Any:
+        if value == "auto" or (type(value) is int and value > 0):
+            return value
+        raise ValueError(f"should be a positive integer or 'auto' (got {value!r})")
+
+    @property
+    def workers(self) -> int:
+        """``num_workers`` as a number (a sweep resolves 'auto' once Ray is up)."""
+        if self.num_workers == "auto":
+            raise RuntimeError("scaling.num_workers: 'auto' is resolved when Ray is up")
+        return self.num_workers
 
 
 class DeepSpeedConfig(Strict):
@@ -301,6 +326,13 @@ class TrackingConfig(Strict):
     log_checkpoint: bool = True
     """Also upload the final model (Hugging Face format) as the artifact 'checkpoint/'. The
     checkpoint location is always recorded; turn this off for large models."""
+    report_wait_s: NonNegFloat = 10.0
+    """How long a trial waits for its logged metrics to reach MLflow at each report before it
+    spools them to the run folder and trains on (delivery is retried in the background); once
+    MLflow is known to be down, reports do not wait until a record gets through again."""
+    end_wait_s: NonNegFloat = 120.0
+    """How long a finished trial waits for MLflow to take what is left; the rest stays in the
+    run folder's spool/ for `raymix sync RUN_FOLDER` or `raymix sweep --resume`."""
 
 
 class SpaceParam(Strict):
@@ -504,6 +536,7 @@ class ExperimentConfig(Strict):
         if self.mixture.space is not None:
             _check_space(self.mixture.space, names)
         _check_search(self)
+        _check_keep_by(self)
         if self.template == "tokenizer" and self.tokenizer.name == "builtin":
             raise ValueError(
                 "template: 'tokenizer' uses the tokenizer's chat_template, and the builtin "
@@ -601,13 +634,29 @@ def _check_search(cfg: ExperimentConfig) -> None:
             "sweep.scheduler.grace_period: with time_attr tokens, give the grace period in tokens"
         )
     metric = scheduler_metric(cfg)
-    allowed = [LOSS_METRICS + n for n in [*names, "mean"]]
-    if weights is not None:
-        allowed.append(LOSS_METRICS + "weighted")
+    allowed = loss_metrics(cfg)
     if metric not in allowed:
         raise ValueError(
             f"sweep.scheduler.metric: {metric!r} is not reported during training; allowed: "
             f"{', '.join(allowed)} (the training loss misleads early, so it is not offered)"
+        )
+
+
+def loss_metrics(cfg: ExperimentConfig) -> list[str]:
+    """The held-out loss metrics every report during training carries."""
+    names = [*(s.name for s in cfg.sources), "mean"]
+    if cfg.eval.loss_weights is not None:
+        names.append("weighted")
+    return [LOSS_METRICS + n for n in names]
+
+
+def _check_keep_by(cfg: ExperimentConfig) -> None:
+    by = cfg.train.keep_checkpoints_by
+    allowed = loss_metrics(cfg)
+    if by != "latest" and by not in allowed:
+        raise ValueError(
+            f"train.keep_checkpoints_by: {by!r} is not in every checkpoint's report; allowed: "
+            f"latest, {', '.join(allowed)}"
         )
 
 

@@ -7,8 +7,8 @@ actor, builds the trainer and forwards its reports to Tune through ``TuneReportC
 
 from __future__ import annotations
 
+import json
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from raymix.config import ExperimentConfig, dump, flatten
@@ -17,11 +17,9 @@ from raymix.data.pipeline import DATA_KEYS, prepare_data, reopen_sources
 from raymix.data.plan import Plan
 from raymix.sweep.space import trial_setup
 from raymix.tracking import MlflowTracker
+from raymix.tracking.delivery import SPOOL_DIR, Courier, Record, metrics_record, params_record
 from raymix.tracking.mlflow_tracker import CHECKPOINT_TAG, STOPPED_TAG
 from raymix.train.launch import build_trainer
-
-_BACKGROUND = ThreadPoolExecutor(1, thread_name_prefix="raymix-trial-log")
-"""One thread per trial actor (Tune may reuse the actor for the next trial)."""
 
 
 def run_trial(
@@ -54,8 +52,13 @@ def run_trial(
 
     tracker = MlflowTracker(tracking_uri)
     run_id = tracker.trial_run(experiment_id, parent_run_id, trial_id, f"{plan.mixture}-{trial_id}")
-    # params, manifest and config go to MLflow while the TorchTrainer starts its workers
-    logged = _BACKGROUND.submit(_log_trial, tracker, run_id, cfg, plan)
+    # params, manifest and config go to MLflow while the TorchTrainer starts its workers, and
+    # wait in the run folder's spool through an outage (see raymix.tracking.delivery)
+    spool = spool_dir(storage_path, ctx.get_experiment_name())
+    courier = Courier(tracking_uri, spool)
+    held = set(tracker.client.get_run(run_id).data.metrics)  # a resumed trial's run has some
+    for record in _trial_records(run_id, cfg, plan, held):
+        courier.put(record)
 
     trainer = build_trainer(
         cfg,
@@ -65,6 +68,7 @@ def run_trial(
             "tokenizer": tokenizer,
             "tracking_uri": tracking_uri,
             "run_id": run_id,
+            "spool_dir": spool,
             "trial_id": trial_id,
             "fit_called_at": time.time(),
         },
@@ -76,28 +80,42 @@ def run_trial(
     fit_called = time.time()
     try:
         result = trainer.fit()
-        logged.result()
     except BaseException:
+        courier.close(cfg.tracking.end_wait_s)
         if tracker.client.get_run(run_id).data.tags.get(STOPPED_TAG) != "true":
             tracker.finish(run_id, "FAILED")  # not a scheduler's stop (CloseTrialRuns marks those)
         raise
     now = time.time()
-    tracker.log_metrics(
-        run_id, {"time/trial_setup_s": fit_called - entered, "time/trial_s": now - entered}, step=0
-    )
+    times = {"time/trial_setup_s": fit_called - entered, "time/trial_s": now - entered}
+    courier.put(metrics_record(run_id, times, step=0))
     if result.checkpoint is not None:
-        tracker.set_tag(run_id, CHECKPOINT_TAG, result.checkpoint.path)
-        tracker.log_json(run_id, {"path": result.checkpoint.path}, "checkpoint.json")
-    tracker.finish(run_id)
+        path = result.checkpoint.path
+        courier.put(Record("tags", run_id, {"tags": {CHECKPOINT_TAG: path}}))
+        courier.put(Record("text", run_id, {"text": json.dumps({"path": path}, indent=1),
+                                            "name": "checkpoint.json"}))  # fmt: skip
+    courier.put(Record("terminate", run_id, {"status": "FINISHED"}))
+    courier.close(cfg.tracking.end_wait_s)
 
 
-def _log_trial(tracker: MlflowTracker, run_id: str, cfg: ExperimentConfig, plan: Plan) -> None:
-    """The trial's params, its manifest and config artifacts, and its contamination figures."""
-    tracker.log_params(run_id, trial_params(cfg, plan))
-    tracker.log_json(run_id, plan.to_json(), "manifest.json")
-    tracker.log_text(run_id, dump(cfg), "config.yaml")
+def spool_dir(storage_path: str, experiment_name: str) -> str:
+    """Where a trial's undelivered MLflow records wait: the sweep's run folder, ``spool/``."""
+    return f"{storage_path.rstrip('/')}/{experiment_name}/{SPOOL_DIR}"
+
+
+def _trial_records(run_id: str, cfg: ExperimentConfig, plan: Plan, held: set[str]) -> list[Record]:
+    """The trial's params, its manifest and config artifacts, and its contamination figures
+    (those of the metrics ``held`` that the run has from an earlier attempt are left out)."""
+    manifest = json.dumps(plan.to_json(), indent=1, sort_keys=True)
+    records = [
+        params_record(run_id, trial_params(cfg, plan)),
+        Record("text", run_id, {"text": manifest, "name": "manifest.json"}),
+        Record("text", run_id, {"text": dump(cfg), "name": "config.yaml"}),
+    ]
     if plan.contamination is not None:
-        tracker.log_metrics(run_id, contamination_metrics(plan), step=0)
+        fresh = {k: v for k, v in contamination_metrics(plan).items() if k not in held}
+        if fresh:
+            records.append(metrics_record(run_id, fresh, step=0))
+    return records
 
 
 def trial_params(cfg: ExperimentConfig, plan: Plan) -> dict[str, Any]:

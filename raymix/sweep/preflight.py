@@ -32,6 +32,7 @@ def check_experiment(cfg: ExperimentConfig, *, read_sources: bool = True) -> Non
     check_model(cfg)
     check_judges(cfg)
     check_tracking(cfg.tracking.uri)
+    check_storage(cfg.sweep.storage_path)
     if read_sources:
         for src in cfg.sources:
             n = len(load_records(src, cfg.seed).records)
@@ -43,6 +44,32 @@ def check_experiment(cfg: ExperimentConfig, *, read_sources: bool = True) -> Non
         except RaymixError as e:
             kind = type(e) if isinstance(e, ConfigError | DataError) else ConfigError
             raise kind(f"eval.tasks.{i} ({t.name}): {e}") from None
+
+
+def check_storage(path: str | None) -> None:
+    """A ``sweep.storage_path`` URI (``s3://bucket/prefix``, ``gs://…``) names a bucket that
+    exists and answers, as Ray Train and the MLflow artifacts will reach it (pyarrow's file
+    systems, with the usual credentials and $AWS_ENDPOINT_URL); a local folder needs nothing."""
+    if not path or "://" not in path:
+        return
+    import pyarrow as pa
+    from pyarrow import fs as pafs
+
+    try:
+        filesystem, where = pafs.FileSystem.from_uri(path)
+        bucket = where.split("/", 1)[0]
+        found = filesystem.get_file_info(bucket)
+    except (OSError, ValueError, pa.ArrowException) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(
+            f"sweep.storage_path: {path}: cannot reach it ({first}); check the URI, the "
+            "credentials and the endpoint ($AWS_ENDPOINT_URL for an S3-compatible server)"
+        ) from None
+    if found.type == pafs.FileType.NotFound:
+        raise ConfigError(
+            f"sweep.storage_path: {path}: bucket {bucket!r} does not exist (create it, or "
+            "point sweep.storage_path at one that does)"
+        )
 
 
 TRACKING_TIMEOUT_S = 10.0
@@ -128,12 +155,36 @@ def check_tracking(uri: str | None) -> None:
         )
 
 
+def resolve_workers(cfg: ExperimentConfig, driver_cpu: float) -> ExperimentConfig:
+    """``cfg`` with ``scaling.num_workers: auto`` made a number from the connected cluster: the
+    workers the largest live node holds (its GPUs over gpus_per_worker with use_gpu, else its
+    CPUs, less the trial driver's ``driver_cpu``, over cpus_per_worker)."""
+    import ray
+
+    s = cfg.scaling
+    if s.num_workers != "auto":
+        return cfg
+    kind, per, spare = ("GPU", s.gpus_per_worker, 0.0) if s.use_gpu else (
+        "CPU", s.cpus_per_worker, driver_cpu)  # fmt: skip
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    largest = max((r.get(kind, 0.0) for r in nodes), default=0.0)
+    workers = int((largest - spare) // per)
+    if workers < 1:
+        raise ConfigError(
+            f"scaling.num_workers: auto found no node with {per:g} {kind} for a worker (the "
+            f"largest has {largest:g}); on an autoscaling cluster whose {kind} nodes are not up "
+            "yet, set scaling.num_workers to a number (and scaling.wait_for_resources_s)"
+        )
+    scaling = s.model_copy(update={"num_workers": workers})
+    return cfg.model_copy(update={"scaling": scaling})
+
+
 def trial_resources(cfg: ExperimentConfig) -> dict[str, float]:
     """What one trial's worker group asks of the cluster."""
     s = cfg.scaling
-    need = {"CPU": s.num_workers * s.cpus_per_worker}
+    need = {"CPU": s.workers * s.cpus_per_worker}
     if s.use_gpu:
-        need["GPU"] = s.num_workers * s.gpus_per_worker
+        need["GPU"] = s.workers * s.gpus_per_worker
     return need
 
 

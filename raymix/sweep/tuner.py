@@ -28,9 +28,10 @@ from raymix.data.simplex import MixturePoint
 from raymix.errors import ConfigError
 from raymix.sweep.contamination import find_contamination
 from raymix.sweep.driver import run_trial
-from raymix.sweep.preflight import check_experiment, check_resources
+from raymix.sweep.preflight import check_experiment, check_resources, resolve_workers
 from raymix.sweep.space import DefineByRun, objectives, param_space, sampler, search_seed
-from raymix.tracking import MlflowTracker, resolve_uri
+from raymix.tracking import MlflowTracker, output_root, resolve_uri
+from raymix.tracking.delivery import deliver_spool, patiently, spooled_runs
 
 DRIVER_CPU = 0.01  # the trial driver only waits on its TorchTrainer; its workers hold the CPUs
 TRAIN_POLL_S = "0.5"  # Ray Train's report poll; the 2 s default throttles reporting
@@ -49,6 +50,8 @@ class SweepOutcome:
     result_grid: Any
     interrupted_by: int | None = None
     """The signal (SIGINT, SIGTERM) that stopped the sweep before its end, else None."""
+    spooled: tuple[str, ...] = ()
+    """Spool folders of runs whose MLflow records are still undelivered (``raymix sync``)."""
 
     @property
     def run_folder(self) -> str:
@@ -68,16 +71,22 @@ TUNE_PATH_TAG = "raymix.tune_path"
 
 
 def run_sweep(
-    cfg: ExperimentConfig, address: str | None = None, resume: str | None = None
+    cfg: ExperimentConfig,
+    address: str | None = None,
+    resume: str | None = None,
+    restart: bool = False,
 ) -> SweepOutcome:
     """Run every trial of ``cfg`` and return where the results are.
 
     Args:
         cfg: the experiment.
         address: a Ray cluster to connect to (default: $RAY_ADDRESS, else a local one).
-        resume: the run folder of an interrupted sweep of this experiment: Tune restores it
-            (finished trials are not run again, unfinished ones continue from their last
-            checkpoint, errored ones restart) into the same MLflow parent and child runs.
+        resume: the run folder of an interrupted sweep of this experiment ("" for the latest
+            unfinished sweep with this configuration): Tune restores it (finished trials are
+            not run again, unfinished ones continue from their last checkpoint, errored ones
+            restart) into the same MLflow parent and child runs.
+        restart: start a new sweep although an unfinished one with this configuration exists
+            (without it or ``resume``, that is an error: rerunning would duplicate its trials).
 
     SIGINT and SIGTERM stop the sweep as Tune stops it (trials stopped, experiment state saved
     for a resume); every run still RUNNING is then closed KILLED, and the outcome says which
@@ -85,39 +94,70 @@ def run_sweep(
     """
     with _StopOnSignal() as stop:
         try:
-            return _run_sweep(cfg, address, resume, stop)
+            return _run_sweep(cfg, address, resume, restart, stop)
         except KeyboardInterrupt:
             raise SweepInterrupted(stop.signum or signal.SIGINT, stop.run_folder) from None
 
 
 def _run_sweep(
-    cfg: ExperimentConfig, address: str | None, resume: str | None, stop: _StopOnSignal
+    cfg: ExperimentConfig,
+    address: str | None,
+    resume: str | None,
+    restart: bool,
+    stop: _StopOnSignal,
 ) -> SweepOutcome:
     from raymix.sweep.callbacks import CloseTrialRuns
 
     if resume:
         resume = _restorable(resume)  # before any data is prepared or any store is opened
-    check_experiment(cfg, read_sources=False)  # eval sets and judges; prepare_data reads sources
+    check_experiment(cfg, read_sources=False)  # eval sets, judges, tracking store
+    unfinished = unfinished_sweeps(cfg)  # nothing written to the store yet
+    if resume == "":
+        if not unfinished:
+            raise ConfigError(
+                f"--resume: no unfinished sweep of experiment {_experiment_name(cfg)!r} with "
+                f"this configuration in {resolve_uri(cfg.tracking.uri)}; give its run folder "
+                "(--resume RUN_FOLDER) or start a new sweep without --resume"
+            )
+        resume = unfinished[0].folder
+    elif resume is None and unfinished and not restart:
+        u = unfinished[0]
+        raise ConfigError(
+            f"an unfinished sweep of experiment {_experiment_name(cfg)!r} with this "
+            f"configuration exists (MLflow parent run {u.run_id}, {u.status}, run folder "
+            f"{u.folder}); continue it with --resume, or start a new sweep with --restart"
+        )
     tokenizer, _, sources = prepare_data(cfg)  # tokenize every source once, into the cache
     contamination = find_contamination(cfg, sources)
     check_mixtures(cfg, sources, contamination)  # fail fast on a bad mixture, before Ray starts
 
     uri = resolve_uri(cfg.tracking.uri)
-    if resume and uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
+    if (
+        resume is not None
+        and uri.startswith("sqlite:///")
+        and not Path(uri[len("sqlite:///") :]).exists()
+    ):
         raise ConfigError(
             f"--resume {resume}: no MLflow store at {uri} (the sweep's tracking URI?)"
         )
-    init_ray(cfg, uri, address)  # and check the cluster can hold a trial, before any MLflow run
+    asked = cfg  # the user's file: what the parent run records and its hash identifies
+    cfg = init_ray(cfg, uri, address)  # scaling.num_workers resolved; the cluster can hold it
     stop.arm()  # again: Ray's core worker installs its own SIGTERM handler (it aborts)
+    if uri.startswith("sqlite:///"):  # e.g. ~/raymix/mlflow.db on a fresh node
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     tracker = MlflowTracker(uri)
-    experiment_id = tracker.experiment_id(cfg.tracking.experiment or cfg.name)
-    if resume:
-        storage, name, parent = _resumed_sweep(cfg, tracker, experiment_id, resume)
+    experiment_id = tracker.experiment_id(_experiment_name(cfg), mlflow_artifact_root(cfg))
+    if resume is not None:
+        storage, name, parent = _resumed_sweep(asked, tracker, experiment_id, resume)
+        deliver_spool(f"{storage}/{name}")  # what an outage kept from MLflow, before it goes on
     else:
+        for old in unfinished if restart else []:
+            close_open_runs(tracker, old.run_id, "KILLED", only_running=True)
         storage = _storage_path(cfg.sweep.storage_path)
         name = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        parent = tracker.start_sweep(experiment_id, name, dump(cfg))
+        parent = tracker.start_sweep(experiment_id, name, dump(asked))
         tracker.set_tag(parent, TUNE_PATH_TAG, f"{storage}/{name}")
+        tracker.set_tag(parent, CONFIG_HASH_TAG, config_hash(asked))
     stop.run_folder = f"{storage}/{name}"
     try:
         trainable = trial_trainable(
@@ -131,17 +171,22 @@ def _run_sweep(
             contamination=contamination,
             source_index=source_index(sources),
         )
-        grid = _tuner(cfg, trainable, name, storage, CloseTrialRuns(uri, parent), resume).fit()
+        callback = CloseTrialRuns(uri, parent)
+        grid = _tuner(cfg, trainable, name, storage, callback, resume is not None).fit()
     except BaseException:
         close_open_runs(tracker, parent, "KILLED" if stop.signum else "FAILED")
         raise
+    # MLflow may be down as the sweep ends: its runs are closed once it is back (within reason)
+    wait = cfg.tracking.end_wait_s
     if stop.signum:
-        close_open_runs(tracker, parent, "KILLED")
+        patiently(lambda: close_open_runs(tracker, parent, "KILLED"), wait)
     else:
         done = "FAILED" if grid.num_errors else "FINISHED"
-        close_open_runs(tracker, parent, "FAILED", parent_status=done)
-    errors = grid.num_errors
-    return SweepOutcome(name, uri, experiment_id, parent, storage, errors, grid, stop.signum)
+        patiently(lambda: close_open_runs(tracker, parent, "FAILED", parent_status=done), wait)
+    errors, spooled = grid.num_errors, tuple(spooled_runs(f"{storage}/{name}"))
+    return SweepOutcome(
+        name, uri, experiment_id, parent, storage, errors, grid, stop.signum, spooled
+    )
 
 
 def _tuner(
@@ -150,9 +195,9 @@ def _tuner(
     name: str,
     storage: str,
     callback: Any,
-    resume: str | None,
+    resume: bool,
 ) -> Any:
-    """The sweep's Tuner, or the interrupted one restored from its run folder ``resume``."""
+    """The sweep's Tuner, or (``resume``) the interrupted one restored from its run folder."""
     from ray import tune
 
     if resume:
@@ -189,14 +234,74 @@ def _tuner(
 
 
 def close_open_runs(
-    tracker: MlflowTracker, parent: str, status: str, parent_status: str | None = None
+    tracker: MlflowTracker,
+    parent: str,
+    status: str,
+    parent_status: str | None = None,
+    only_running: bool = False,
 ) -> None:
     """Close every child run of the sweep still RUNNING with ``status`` (a sweep never leaves a
-    run RUNNING), then the parent with ``parent_status`` (default: ``status``)."""
+    run RUNNING), then the parent with ``parent_status`` (default: ``status``; with
+    ``only_running``, only if the parent is still RUNNING)."""
     for run in tracker.trial_runs(parent):
         if run.info.status == "RUNNING":
             tracker.finish(str(run.info.run_id), status)
-    tracker.finish(parent, parent_status or status)
+    if not only_running or tracker.client.get_run(parent).info.status == "RUNNING":
+        tracker.finish(parent, parent_status or status)
+
+
+CONFIG_HASH_TAG = "raymix.config_hash"
+
+
+def config_hash(cfg: ExperimentConfig) -> str:
+    """A digest of the resolved experiment: sweeps with the same one would run the same trials."""
+    import hashlib
+
+    return hashlib.sha256(dump(cfg).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A sweep's parent run that did not finish, and the run folder Tune can restore it from."""
+
+    run_id: str
+    status: str
+    folder: str
+
+
+def unfinished_sweeps(cfg: ExperimentConfig) -> list[Unfinished]:
+    """Sweeps of this experiment with this configuration that did not finish (a driver killed,
+    interrupted, or with failed trials) and can be resumed, newest first. Reads the tracking
+    store only if it exists (nothing is created here)."""
+    from ray import tune
+
+    uri = resolve_uri(cfg.tracking.uri)
+    local = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else None
+    if uri.startswith("file:"):
+        local = uri[len("file://") :]
+    if local is not None and not Path(local).exists():
+        return []
+    tracker = MlflowTracker(uri)
+    exp = tracker.client.get_experiment_by_name(_experiment_name(cfg))
+    if exp is None:
+        return []
+    runs = tracker.client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{CONFIG_HASH_TAG}` = '{config_hash(cfg)}' "
+        "and attributes.status != 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=100,
+    )
+    found = []
+    for run in runs:
+        folder = run.data.tags.get(TUNE_PATH_TAG)
+        if folder and tune.Tuner.can_restore(folder):
+            found.append(Unfinished(str(run.info.run_id), run.info.status, folder))
+    return found
+
+
+def _experiment_name(cfg: ExperimentConfig) -> str:
+    return cfg.tracking.experiment or cfg.name
 
 
 def _resumed_sweep(
@@ -210,7 +315,7 @@ def _resumed_sweep(
     if not found:
         raise ConfigError(
             f"--resume {folder}: no MLflow parent run of experiment "
-            f"{cfg.tracking.experiment or cfg.name!r} in {tracker.uri} has this run folder; "
+            f"{_experiment_name(cfg)!r} in {tracker.uri} has this run folder; "
             "resume with the same experiment file and tracking URI"
         )
     parent = str(found[0].info.run_id)
@@ -361,14 +466,15 @@ def check_mixtures(
     )
 
 
-def init_ray(cfg: ExperimentConfig, tracking_uri: str, address: str | None) -> None:
+def init_ray(cfg: ExperimentConfig, tracking_uri: str, address: str | None) -> ExperimentConfig:
     """Connect to a cluster (``address`` or $RAY_ADDRESS) or start a local one big enough for
     ``max_concurrent_trials`` trials (logical CPUs may exceed the cores: a trial's driver needs a
-    sliver on top of its workers)."""
+    sliver on top of its workers); returns ``cfg`` with ``scaling.num_workers: auto`` resolved
+    for that cluster, once it is checked to hold one trial."""
     import ray
 
     if ray.is_initialized():
-        return
+        return resolve_workers(cfg, DRIVER_CPU)
     env = {
         "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get(
             "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", TRAIN_POLL_S
@@ -377,11 +483,15 @@ def init_ray(cfg: ExperimentConfig, tracking_uri: str, address: str | None) -> N
     runtime_env = {"env_vars": env, "worker_process_setup_hook": pin_ray_address}
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address or os.environ["RAY_ADDRESS"], runtime_env=runtime_env)
+        cfg = resolve_workers(cfg, DRIVER_CPU)
         check_resources(cfg, cfg.scaling.wait_for_resources_s)
-        return
+        return cfg
     s = cfg.scaling
-    per_trial = s.num_workers * s.cpus_per_worker + DRIVER_CPU
-    needed = math.ceil(per_trial * cfg.sweep.max_concurrent_trials)
+    if s.num_workers == "auto":  # this machine: a worker per cpus_per_worker of its cores
+        needed = math.ceil((os.cpu_count() or 1) + DRIVER_CPU)
+    else:
+        per_trial = s.num_workers * s.cpus_per_worker + DRIVER_CPU
+        needed = math.ceil(per_trial * cfg.sweep.max_concurrent_trials)
     num_cpus = max(os.cpu_count() or 1, needed)
     # A local cluster: no watcher of cloud preemptions (its actor's restart settings log a false
     # error), and Ray's notice that it turned token authentication on is not printed as a warning
@@ -392,7 +502,9 @@ def init_ray(cfg: ExperimentConfig, tracking_uri: str, address: str | None) -> N
     env[watcher] = os.environ.get(watcher, "0")
     os.environ.update(env)  # the Train controller runs in the trial actor, started from here
     ray.init(num_cpus=num_cpus, runtime_env=runtime_env, log_to_driver=True)
+    cfg = resolve_workers(cfg, DRIVER_CPU)
     check_resources(cfg, 0)  # a local cluster is what this machine has: nothing to wait for
+    return cfg
 
 
 def pin_ray_address() -> None:
@@ -422,15 +534,25 @@ def output_locations(cfg: ExperimentConfig) -> dict[str, str]:
             found = None
         if found is not None:
             artifacts = str(found.artifact_location)
-    if artifacts.startswith("chosen") and uri.startswith("sqlite:"):
-        artifacts = str(Path("mlruns").resolve()) + "/<experiment id>"  # MLflow's default root
-    if artifacts.startswith("chosen") and uri.startswith("file:"):
-        artifacts = uri + "/<experiment id>"
+    if artifacts.startswith("chosen") and uri.startswith(("sqlite:", "file:")):
+        location = MlflowTracker(uri).artifact_location(experiment, mlflow_artifact_root(cfg))
+        default = f"{Path('mlruns').resolve()}" if uri.startswith("sqlite:") else uri
+        artifacts = location or f"{default}/<experiment id>"  # MLflow's default root
     return {"run folder": run_folder, "tracking URI": uri, "experiment": experiment,
             "artifacts": artifacts}  # fmt: skip
 
 
+def mlflow_artifact_root(cfg: ExperimentConfig) -> str | None:
+    """With ``sweep.storage_path`` on S3 (or another remote file system), a local MLflow
+    store keeps its artifacts there too, under ``mlflow/``: nothing a sweep writes stays on
+    one machine."""
+    path = cfg.sweep.storage_path
+    return f"{path.rstrip('/')}/mlflow" if path and "://" in path else None
+
+
 def _storage_path(path: str | None) -> str:
+    """``sweep.storage_path`` as Ray Train needs it: a URI, or an absolute folder (a relative
+    one, and the default ``raymix_runs``, under :func:`~raymix.tracking.output_root`)."""
     if path and "://" in path:
         return path
-    return str(Path(path or "raymix_runs").resolve())
+    return str((output_root() / (path or "raymix_runs")).resolve())

@@ -29,7 +29,7 @@ def deepspeed_config(cfg: ExperimentConfig, dtype: str) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": t.micro_batch_size,
         "gradient_accumulation_steps": t.grad_accum,
-        "train_batch_size": t.micro_batch_size * t.grad_accum * cfg.scaling.num_workers,
+        "train_batch_size": t.micro_batch_size * t.grad_accum * cfg.scaling.workers,
         "gradient_clipping": t.grad_clip,
         "zero_optimization": zero,
         "zero_allow_untested_optimizer": True,

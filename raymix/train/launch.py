@@ -30,6 +30,21 @@ def worker_env(cfg: ExperimentConfig, tracking_uri: str) -> dict[str, str]:
     return env
 
 
+def checkpoint_config(cfg: ExperimentConfig) -> Any:
+    """Keep ``train.keep_checkpoints`` per trial: the latest ones, or the best by a held-out
+    loss (Ray Train always keeps the latest too, which a resume needs)."""
+    import ray.train
+
+    t = cfg.train
+    if t.keep_checkpoints_by == "latest":
+        return ray.train.CheckpointConfig(num_to_keep=t.keep_checkpoints)
+    return ray.train.CheckpointConfig(
+        num_to_keep=t.keep_checkpoints,
+        checkpoint_score_attribute=t.keep_checkpoints_by,
+        checkpoint_score_order="min",
+    )
+
+
 def build_trainer(
     cfg: ExperimentConfig,
     loop_config: dict[str, Any],
@@ -55,13 +70,13 @@ def build_trainer(
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
-            num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources
+            num_workers=s.workers, use_gpu=s.use_gpu, resources_per_worker=resources
         ),
         run_config=ray.train.RunConfig(  # type: ignore[call-arg]  # Train V2 (stubs say V1)
             name=name,
             storage_path=storage_path,
             callbacks=list(callbacks),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=checkpoint_config(cfg),
             failure_config=ray.train.FailureConfig(max_failures=cfg.sweep.max_failures),
             worker_runtime_env={"env_vars": worker_env(cfg, tracking_uri)},
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),

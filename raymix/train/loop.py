@@ -27,6 +27,10 @@ from raymix.train.model import count_parameters
 from raymix.train.schedule import Row, Stage
 
 STATE_FILE = "raymix_state.json"
+RESUMED = "train/resumed_at_step"
+"""Logged at the step a restarted run resumed from (one point per resume)."""
+RANK_STATE = "raymix_rank{rank}.pt"
+"""Each rank's own part of a checkpoint: RNG states, train-metric window, tokens trained."""
 HF_DIR = "hf"
 TRAINED = "raymix/trained"
 """Set to 1 in a trial's last report: it trained every step (a scheduler did not cut it)."""
@@ -120,10 +124,19 @@ class Loop:
         if rank == 0 and config.get("run_id"):
             from raymix.tracking import MetricLogger
 
-            self.logger = MetricLogger(config["tracking_uri"], config["run_id"])
+            # resume=True: a restarted attempt of this trial replays steps it already logged
+            self.logger = MetricLogger(
+                config["tracking_uri"],
+                config["run_id"],
+                resume=True,
+                spool_dir=config.get("spool_dir"),
+                report_wait_s=cfg.tracking.report_wait_s,
+                end_wait_s=cfg.tracking.end_wait_s,
+            )
         self.evals = Evaluator(cfg, engine, tokenizer, eval_sets, plan, rank, world)
         self.timings = {"train": 0.0, "eval": 0.0, "checkpoint": 0.0, **(timings or {})}
         self.tokens = 0  # tokens this rank trained on (all-reduced when reported)
+        self.window: _Window | None = None  # a resumed stage's partly filled train-metric window
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.logger:
@@ -155,17 +168,19 @@ class Loop:
     def run(self, stages: list[Stage]) -> None:
         cfg, engine, t = self.cfg, self.engine, self.cfg.train
         ga = t.grad_accum
-        step = _resume(engine)
+        step, last = self.resume()
         total = sum(s.steps for s in stages)
-        self.log(
-            {"model/parameters": count_parameters(engine.module), "train/total_steps": total}, step
-        )
         # Evaluate before training: the start of every eval/loss curve; every report to Tune
         # carries the latest eval metrics (schedulers and searchers rank trials by them), and a
-        # report follows every evaluation so a scheduler sees each one at its own step.
+        # report follows every evaluation so a scheduler sees each one at its own step. A resumed
+        # run evaluates for its reports but logs only the resume: its series continue as if
+        # never interrupted (the points of the steps it replays are already in MLflow).
         latest_eval = self.eval_loss()
-        self.log(latest_eval, step)
-        last: dict[str, float] = {}
+        if step == 0:
+            size = {"model/parameters": count_parameters(engine.module), "train/total_steps": total}
+            self.log({**size, **latest_eval}, step)
+        else:
+            self.log({RESUMED: float(step)}, step)
         done = 0  # steps of the stages before the current one
         for stage in stages:
             stage_end = done + stage.steps
@@ -174,7 +189,7 @@ class Loop:
                 continue
             if stage.index > 0 and step == done and cfg.strategy.reset_optimizer:
                 reset_optimizer_state(engine)
-            win = _Window()
+            win, self.window = self.window or _Window(), None
             engine.train()
             for epoch, micro_batches in enumerate(stage.epochs):
                 first = done + sum(len(e) for e in stage.epochs[:epoch]) // ga
@@ -196,12 +211,18 @@ class Loop:
                         last = self.train_metrics(win, epoch, stage.index)
                         self.log(last, step)
                         win = _Window()
-                    evaluated = bool(t.eval_every) and step % (t.eval_every or 1) == 0
-                    if evaluated and step < stage_end:
+                    if step == stage_end:
+                        continue
+                    if _every(step, t.eval_every):
                         latest_eval = self.eval_loss()
                         self.log(latest_eval, step)
-                    if (evaluated or step % t.report_every == 0) and step < stage_end:
-                        self.report({"step": step, "stage": stage.index, **last, **latest_eval})
+                    metrics = {"step": step, "stage": stage.index, **last, **latest_eval}
+                    if _every(step, t.checkpoint_every):  # a mid-stage checkpoint
+                        self.window = win
+                        self.save_and_report(step, metrics, export=False)
+                        self.window = None
+                    elif _every(step, t.eval_every) or step % t.report_every == 0:
+                        self.report(metrics)
             done = stage_end
             latest_eval = self.eval_loss()
             final = stage is stages[-1]
@@ -217,6 +238,30 @@ class Loop:
         self.log({f"time/{k}_s": v for k, v in self.timings.items()}, step)
         if self.logger:
             self.logger.close()
+
+    def resume(self) -> tuple[int, dict[str, float]]:
+        """Restore the latest Ray Train checkpoint if the run restarts: DeepSpeed's model,
+        optimizer and lr schedule, then this rank's RNG, train-metric window and tokens. Returns
+        the step reached (0 on a fresh start; the data position follows from it, the order being
+        fixed by the plan) and the train metrics last logged."""
+        import ray.train
+        import torch
+
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            return 0, {}
+        with ckpt.as_directory() as d:
+            self.engine.load_checkpoint(d)
+            state = json.loads((Path(d) / STATE_FILE).read_text())
+            mine = Path(d, RANK_STATE.format(rank=self.rank))
+            if mine.exists():  # absent in checkpoints of an older raymix or another world size
+                rank_state = torch.load(mine, weights_only=False)
+                _set_rng_state(rank_state["rng"])
+                self.tokens, self.window = rank_state["tokens"], rank_state["window"]
+                if self.window is not None:
+                    self.window.started = time.perf_counter()
+        last = {k: float(v) for k, v in state.items() if k.startswith("train/")}
+        return int(state["step"]), last
 
     def collate(self, stage: Stage, batch: list[Row]) -> tuple[dict[str, Any], int]:
         """The micro-batch's tensors on the engine's device, and its count of real tokens.
@@ -262,19 +307,30 @@ class Loop:
             "train/stage": float(stage),
         }
 
-    def save_and_report(self, step: int, metrics: dict[str, float]) -> None:
-        """Every rank saves its DeepSpeed shard; rank 0 adds a Hugging Face export and the
-        state; then all ranks report the checkpoint together (a collective)."""
+    def save_and_report(self, step: int, metrics: dict[str, float], export: bool = True) -> None:
+        """Every rank saves its DeepSpeed shard (model, optimizer, lr schedule) and its own
+        state (RNG, the train-metric window, tokens trained); rank 0 adds the step and, when
+        ``export`` (a stage's end), a Hugging Face export; then all ranks report the checkpoint
+        together (a collective)."""
+        import torch
         from ray.train import Checkpoint
 
         engine, cfg, tokenizer = self.engine, self.cfg, self.tokenizer
         started = time.perf_counter()
         tmp = tempfile.mkdtemp(prefix="raymix-ckpt-")
         engine.save_checkpoint(tmp, tag=f"step-{step}")
-        state_dict = (
-            engine._zero3_consolidated_16bit_state_dict() if cfg.deepspeed.zero_stage == 3 else None
+        torch.save(
+            {"rng": _rng_state(), "tokens": self.tokens, "window": self.window},
+            os.path.join(tmp, RANK_STATE.format(rank=self.rank)),
         )
-        if self.rank == 0:
+        state_dict = (
+            engine._zero3_consolidated_16bit_state_dict()
+            if export and cfg.deepspeed.zero_stage == 3
+            else None
+        )
+        if self.rank == 0 and not export:
+            Path(tmp, STATE_FILE).write_text(json.dumps({"step": step, **metrics}))
+        elif self.rank == 0:
             hf = os.path.join(tmp, HF_DIR)
             module = engine.module
             module.save_pretrained(hf, state_dict=state_dict or module.state_dict())
@@ -287,16 +343,32 @@ class Loop:
         self.timings["checkpoint"] += time.perf_counter() - started
 
 
-def _resume(engine: Any) -> int:
-    """Load the latest Ray Train checkpoint if the run restarts; returns the step reached."""
-    import ray.train
+def _every(step: int, n: int | None) -> bool:
+    return bool(n) and step % (n or 1) == 0
 
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is None:
-        return 0
-    with ckpt.as_directory() as d:
-        engine.load_checkpoint(d)
-        return int(json.loads((Path(d) / STATE_FILE).read_text())["step"])
+
+def _rng_state() -> dict[str, Any]:
+    import random
+
+    import numpy as np
+    import torch
+
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
 
 
 def _grad_norm(module: Any) -> float:

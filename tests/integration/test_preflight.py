@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,13 @@ import yaml
 from raymix.errors import ConfigError
 from raymix.sweep.preflight import check_tracking
 from tests.conftest import ROOT, tiny_experiment
+from tests.mlflow_server import free_port
 
 pytestmark = [pytest.mark.integration]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_real_mlflow_server_passes_and_a_stopped_one_is_refused_at_once(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
@@ -75,3 +69,29 @@ def test_use_gpu_without_gpus_is_one_clear_error_before_any_run(tmp_path: Path) 
     assert "scaling.use_gpu: false" in errors[0]
     assert not (tmp_path / "m.db").exists(), "no MLflow run before the check"
     assert not (tmp_path / "raymix_runs").exists()
+
+
+def test_auto_workers_fill_the_largest_node_of_a_real_cluster() -> None:
+    """``scaling.num_workers: auto`` against a real local Ray node with 3 CPUs and no GPU."""
+    import ray
+
+    from raymix.config import ExperimentConfig
+    from raymix.sweep.preflight import resolve_workers
+
+    def cfg(**scaling: object) -> ExperimentConfig:
+        return ExperimentConfig.model_validate(
+            tiny_experiment(scaling={"num_workers": "auto", **scaling})
+        )
+
+    ray.init(num_cpus=3, include_dashboard=False)
+    try:
+        assert resolve_workers(cfg(cpus_per_worker=1), 0.01).scaling.num_workers == 2
+        assert resolve_workers(cfg(cpus_per_worker=0.5), 0.01).scaling.num_workers == 5
+        fixed = ExperimentConfig.model_validate(tiny_experiment(scaling={"num_workers": 7}))
+        assert resolve_workers(fixed, 0.01) is fixed
+        with pytest.raises(
+            ConfigError, match=r"scaling.num_workers: auto found no node with 1 GPU"
+        ):
+            resolve_workers(cfg(use_gpu=True), 0.01)
+    finally:
+        ray.shutdown()

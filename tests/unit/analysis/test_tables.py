@@ -7,6 +7,7 @@ from pathlib import Path
 
 from raymix.analysis.tables import Table, render_table, sweep_table
 from raymix.tracking import MlflowTracker
+from raymix.tracking.delivery import metrics_record, params_record
 
 
 def _sweep(tmp_path: Path) -> tuple[str, str]:
@@ -22,8 +23,8 @@ def _sweep(tmp_path: Path) -> tuple[str, str]:
     paths = {"sources.math.path": "synthetic:math", "sources.code.path": "synthetic:code"}
     for trial_id, name, counts, metrics in trials:
         run = t.trial_run(exp, parent, trial_id, trial_id)
-        t.log_params(run, {"mixture.name": name, "mixture.hash": "abc", **paths, **counts})
-        t.log_metrics(run, {**metrics, "train/loss": 9.0}, step=3)
+        t.log(params_record(run, {"mixture.name": name, "mixture.hash": "abc", **paths, **counts}))
+        t.log(metrics_record(run, {**metrics, "train/loss": 9.0}, step=3))
         t.finish(run)
     return uri, parent
 
@@ -35,10 +36,9 @@ def test_trials_a_scheduler_stopped_are_marked(tmp_path: Path) -> None:
     t = MlflowTracker(uri)
     run = t.trial_run(t.experiment_id("tables"), parent, "t4", "t4")
     shares = {"mixture.weight.math": 0.25, "mixture.weight.code": 0.75}
-    t.log_params(
-        run, {"mixture.name": "sampled", "sources.math.path": "x", "mixture.math": 7, **shares}
-    )
-    t.log_metrics(run, {"eval/loss/math": 3.0, "train/total_steps": 120}, step=1)
+    params = {"mixture.name": "sampled", "sources.math.path": "x", "mixture.math": 7, **shares}
+    t.log(params_record(run, params))
+    t.log(metrics_record(run, {"eval/loss/math": 3.0, "train/total_steps": 120}, step=1))
     t.set_tag(run, STOPPED_TAG, "true")
     t.set_tag(run, STOPPED_AT_TAG, "40")
     t.finish(run, "KILLED")
