@@ -4,6 +4,9 @@ same server coming back after an outage."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -30,8 +33,10 @@ class MlflowServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: bool = True) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT)
+        with self.log.open("ab") as out:  # its own process group: stop() ends its workers too
+            self.proc = subprocess.Popen(
+                self.cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         if wait:
             self.wait_up()
 
@@ -48,8 +53,14 @@ class MlflowServer:
         raise AssertionError(f"mlflow server did not come up: {self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        """Stop the server and every worker process it started."""
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=60)
-            self.proc = None
+        """Stop the server and every worker process it started (SIGKILL after 20 s)."""
+        if self.proc is None:
+            return
+        group = self.proc.pid
+        os.killpg(group, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=20)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)  # workers that outlived their parent
+        self.proc.wait(timeout=20)
+        self.proc = None

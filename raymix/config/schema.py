@@ -280,6 +280,10 @@ class ScalingConfig(Strict):
     """CPUs reserved per worker; also its torch thread count (at least 1)."""
     gpus_per_worker: PositiveFloat = 1.0
     """GPUs per worker when use_gpu is true."""
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    """How Ray places one trial's workers on nodes (a placement group's strategy): PACK fills
+    as few nodes as it can, SPREAD puts them on as many (both fall back when they cannot);
+    the STRICT_ forms wait instead of falling back."""
     wait_for_resources_s: Annotated[float, Field(ge=0)] = 0.0
     """On a Ray cluster that lacks what one trial needs: 0 stops at once with an error (a fixed
     cluster); more waits that many seconds for an autoscaling cluster to add nodes."""

@@ -89,12 +89,19 @@ def run_trial(
     times = {"time/trial_setup_s": fit_called - entered, "time/trial_s": now - entered}
     courier.put(metrics_record(run_id, times, step=0))
     if result.checkpoint is not None:
-        path = result.checkpoint.path
+        path = checkpoint_uri(result.checkpoint)
         courier.put(Record("tags", run_id, {"tags": {CHECKPOINT_TAG: path}}))
         courier.put(Record("text", run_id, {"text": json.dumps({"path": path}, indent=1),
                                             "name": "checkpoint.json"}))  # fmt: skip
     courier.put(Record("terminate", run_id, {"status": "FINISHED"}))
     courier.close(cfg.tracking.end_wait_s)
+
+
+def checkpoint_uri(checkpoint: Any) -> str:
+    """Where a Ray Train checkpoint lies, as a user passes it on: a local path, or a URI
+    (``s3://bucket/...``; Ray keeps the file system and the path within it apart)."""
+    kind = checkpoint.filesystem.type_name
+    return str(checkpoint.path) if kind == "local" else f"{kind}://{checkpoint.path}"
 
 
 def spool_dir(storage_path: str, experiment_name: str) -> str:

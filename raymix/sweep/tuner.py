@@ -32,6 +32,7 @@ from raymix.sweep.preflight import check_experiment, check_resources, resolve_wo
 from raymix.sweep.space import DefineByRun, objectives, param_space, sampler, search_seed
 from raymix.tracking import MlflowTracker, output_root, resolve_uri
 from raymix.tracking.delivery import deliver_spool, patiently, spooled_runs
+from raymix.tracking.mlflow_tracker import artifact_location
 
 DRIVER_CPU = 0.01  # the trial driver only waits on its TorchTrainer; its workers hold the CPUs
 TRAIN_POLL_S = "0.5"  # Ray Train's report poll; the 2 s default throttles reporting
@@ -535,7 +536,7 @@ def output_locations(cfg: ExperimentConfig) -> dict[str, str]:
         if found is not None:
             artifacts = str(found.artifact_location)
     if artifacts.startswith("chosen") and uri.startswith(("sqlite:", "file:")):
-        location = MlflowTracker(uri).artifact_location(experiment, mlflow_artifact_root(cfg))
+        location = artifact_location(uri, experiment, mlflow_artifact_root(cfg))
         default = f"{Path('mlruns').resolve()}" if uri.startswith("sqlite:") else uri
         artifacts = location or f"{default}/<experiment id>"  # MLflow's default root
     return {"run folder": run_folder, "tracking URI": uri, "experiment": experiment,

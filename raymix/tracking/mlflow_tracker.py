@@ -51,6 +51,19 @@ def resolve_uri(uri: str | None) -> str:
     return uri
 
 
+def artifact_location(uri: str, name: str, artifact_root: str | None = None) -> str | None:
+    """Where a new experiment ``name`` in store ``uri`` keeps its artifacts: for a local store
+    (sqlite, a folder) under ``artifact_root`` if given, else under :func:`output_root` when
+    that is not the current folder; None: MLflow's default (a tracking server decides)."""
+    if not uri.startswith(("sqlite:", "file:")):
+        return None
+    if artifact_root:
+        return f"{artifact_root.rstrip('/')}/{name}"
+    if output_root() != Path.cwd():
+        return (output_root() / "mlruns" / name).as_uri()
+    return None
+
+
 def ui_hint(uri: str) -> str:
     """How to look at the runs in ``uri`` in the MLflow UI: a tracking server is opened in a
     browser (its own UI serves it); a database or file store is served by ``mlflow ui``."""
@@ -85,19 +98,9 @@ class MlflowTracker:
             return str(exp.experiment_id)
         return str(
             self.client.create_experiment(
-                name, artifact_location=self.artifact_location(name, artifact_root)
+                name, artifact_location=artifact_location(self.uri, name, artifact_root)
             )
         )
-
-    def artifact_location(self, name: str, artifact_root: str | None = None) -> str | None:
-        """Where a new experiment ``name`` keeps its artifacts (None: MLflow's default)."""
-        if not self.uri.startswith(("sqlite:", "file:")):
-            return None
-        if artifact_root:
-            return f"{artifact_root.rstrip('/')}/{name}"
-        if output_root() != Path.cwd():
-            return (output_root() / "mlruns" / name).as_uri()
-        return None
 
     def start_sweep(self, experiment_id: str, run_name: str, config_yaml: str) -> str:
         """A parent run with the resolved YAML as ``config.yaml``; returns its id."""

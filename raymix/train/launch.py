@@ -70,7 +70,10 @@ def build_trainer(
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
-            num_workers=s.workers, use_gpu=s.use_gpu, resources_per_worker=resources
+            num_workers=s.workers,
+            use_gpu=s.use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=s.placement_strategy,
         ),
         run_config=ray.train.RunConfig(  # type: ignore[call-arg]  # Train V2 (stubs say V1)
             name=name,

@@ -15,20 +15,30 @@ import yaml
 from tests.conftest import ROOT, tiny_experiment
 
 
-def write_sweep(
-    tmp: Path, name: str, grid: dict[str, Any], storage: str | None = None, **train: Any
-) -> dict[str, str]:
-    """``tmp/exp.yaml`` for the mixtures of ``grid`` (``train`` overrides the train keys; the
-    run folders go to ``storage``, default ``tmp/runs``), and the environment its sweep runs in
-    (MLflow in ``tmp/mlflow.db``)."""
-    raw = tiny_experiment(
+def small_experiment(
+    name: str, grid: dict[str, Any], storage: str | None = None, **train: Any
+) -> dict[str, Any]:
+    """A sweep of the mixtures of ``grid``, one trial at a time on two CPU workers (``train``
+    overrides the train keys; ``storage``: its sweep.storage_path, else the default)."""
+    sweep: dict[str, Any] = {"max_concurrent_trials": 1}
+    if storage:
+        sweep["storage_path"] = storage
+    return tiny_experiment(
         name=name,
         mixture={"grid": grid},
         train={"lr": 3e-3, "micro_batch_size": 8, "max_length": 128, "report_every": 5, **train},
         scaling={"num_workers": 2, "cpus_per_worker": 1},
         eval={"tasks": [{"name": "heldout", "limit": 8}], "max_new_tokens": 16},
-        sweep={"storage_path": storage or str(tmp / "runs"), "max_concurrent_trials": 1},
+        sweep=sweep,
     )
+
+
+def write_sweep(
+    tmp: Path, name: str, grid: dict[str, Any], storage: str | None = None, **train: Any
+) -> dict[str, str]:
+    """``tmp/exp.yaml`` for :func:`small_experiment` (its run folders in ``storage``, default
+    ``tmp/runs``), and the environment its sweep runs in (MLflow in ``tmp/mlflow.db``)."""
+    raw = small_experiment(name, grid, storage or str(tmp / "runs"), **train)
     (tmp / "exp.yaml").write_text(yaml.safe_dump(raw))
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     return {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT)}

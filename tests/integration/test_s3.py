@@ -86,7 +86,7 @@ def test_a_sweep_on_s3_keeps_everything_in_the_bucket_and_resumes_from_it(
         [sys.executable, "-m", "raymix", "sweep", "exp.yaml", "--resume"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-5000:]
+    assert resumed.returncode == 0, (resumed.stderr[-5000:], parent.info.status, parent.data.tags)
     (parent,) = runs(env, name, "sweep")
     (trial,) = runs(env, name, "trial")
     assert parent.info.status == "FINISHED" and trial.info.status == "FINISHED"

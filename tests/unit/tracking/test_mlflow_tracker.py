@@ -156,6 +156,7 @@ def test_a_ray_job_keeps_its_outputs_out_of_its_temporary_working_dir(
     assert where["run folder"] == f"{home}/raymix/raymix_runs/j-<date>-<time>"
     assert where["tracking URI"] == f"sqlite:///{home}/raymix/mlflow.db"
     assert where["artifacts"] == (home / "raymix" / "mlruns" / "j").as_uri()
+    assert not (home / "raymix").exists(), "saying where creates nothing"
     (home / "raymix").mkdir(parents=True)
     t = MlflowTracker(where["tracking URI"])
     exp = t.client.get_experiment(t.experiment_id("j"))
