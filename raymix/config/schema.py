@@ -273,7 +273,8 @@ class ScalingConfig(Strict):
     num_workers: PositiveInt | Literal["auto"] = 2
     """Ray Train workers (DeepSpeed ranks) per trial; 'auto': as many as the largest node of the
     cluster holds (one per gpus_per_worker GPUs with use_gpu, e.g. 8 on a p4d.24xlarge; else one
-    per cpus_per_worker CPUs), found once Ray is up."""
+    per cpus_per_worker CPUs), found once Ray is up. Unset: 'auto' with use_gpu (every GPU of a
+    node), else 2."""
     use_gpu: bool = False
     """Give each worker a GPU (NCCL); False runs DeepSpeed on the CPU accelerator over gloo."""
     cpus_per_worker: PositiveFloat = 1.0
@@ -287,6 +288,13 @@ class ScalingConfig(Strict):
     wait_for_resources_s: Annotated[float, Field(ge=0)] = 0.0
     """On a Ray cluster that lacks what one trial needs: 0 stops at once with an error (a fixed
     cluster); more waits that many seconds for an autoscaling cluster to add nodes."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _every_gpu_unless_told(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "num_workers" not in data and data.get("use_gpu") is True:
+            return {**data, "num_workers": "auto"}
+        return data
 
     @field_validator("num_workers", mode="before")
     @classmethod

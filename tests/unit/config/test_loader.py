@@ -175,3 +175,17 @@ def test_sweep_with_a_bad_data_file_fails_before_anything_is_written(tmp_path: P
     assert proc.returncode == 2, proc.stderr
     assert f"{bad}:2: malformed JSON" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "raymix_runs").exists()
+
+
+def test_a_gpu_trial_takes_every_gpu_of_a_node_unless_told_otherwise() -> None:
+    from raymix.config.schema import ScalingConfig
+
+    assert ScalingConfig.model_validate({"use_gpu": True}).num_workers == "auto"
+    assert ScalingConfig.model_validate({}).num_workers == 2, "the CPU default: 2 workers"
+    told = ScalingConfig.model_validate({"use_gpu": True, "num_workers": 4})
+    assert told.num_workers == 4 and told.workers == 4
+    with pytest.raises(RuntimeError, match="resolved when Ray is up"):
+        _ = ScalingConfig.model_validate({"use_gpu": True}).workers
+    for bad in (0, -1, "many", True, 2.5):
+        with pytest.raises(ValueError, match="a positive integer or 'auto'"):
+            ScalingConfig.model_validate({"num_workers": bad})
