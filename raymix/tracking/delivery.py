@@ -337,6 +337,7 @@ def deliver_spool(run_folder: str, uri: str | None = None) -> Delivered:
     for folder in spooled_runs(run_folder):
         run_id = folder.rsplit("/", 1)[1]
         held: set[tuple[str, int]] | None = None
+        ends: list[tuple[Any, Record]] = []  # the run's end goes last: several writers spool
         for segment in _segments(folder):
             lines = _read_text(segment).splitlines()
             target = uri or json.loads(lines[0])["uri"]
@@ -357,9 +358,15 @@ def deliver_spool(run_folder: str, uri: str | None = None) -> Delivered:
                         done.skipped_points += len(keys & held)
                         send(client, r, skip=held)
                         held |= keys
+                    elif r.kind == "terminate":
+                        ends.append((client, r))
+                        continue
                     else:
                         send(client, r)
                     done.records += 1
+        for client, r in ends:
+            send(client, r)
+            done.records += 1
         _remove(folder)
         done.runs += 1
     return done

@@ -113,6 +113,10 @@ def test_a_worker_killed_mid_stage_resumes_from_its_checkpoint_and_ends_identica
         assert [s for s, _ in again[key]] == [s for s, _ in points], key
         for (step, a), (_, b) in zip(points, again[key], strict=True):
             assert b == pytest.approx(a, rel=1e-6, abs=1e-6), (key, step, a, b)
+    # train.keep_checkpoints (2): of the untouched trial's 9 checkpoints, the latest 2 stay
+    trial_id = trials["first"].data.tags["raymix.trial_id"]
+    kept = list((tmp_path / "runs").glob(f"{name}-*/train_runs/{trial_id}/checkpoint_*"))
+    assert len(kept) == 2, kept
     print(f"worker kill: recovered and finished in {finished_at - killed_at:.1f} s")
 
 

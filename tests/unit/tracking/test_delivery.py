@@ -165,3 +165,26 @@ def test_only_failures_retrying_may_cure_are_transient() -> None:
     assert not transient(MlflowException("bad value", error_code=codes.INVALID_PARAMETER_VALUE))
     assert not transient(MlflowException("no run", error_code=codes.RESOURCE_DOES_NOT_EXIST))
     assert not transient(KeyboardInterrupt())
+
+
+def test_the_spools_of_two_writers_of_one_run_are_delivered_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial's driver and its rank 0 spool records of the same run side by side (neither
+    overwrites the other); sync delivers both, the run's end last."""
+    uri = f"sqlite:///{tmp_path}/m.db"
+    run_id = _run(uri)
+    closed = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    spool = str(tmp_path / "runs" / "spool")
+    driver, rank0 = Courier(closed, spool), Courier(closed, spool)
+    driver.put(params_record(run_id, {"train.lr": 0.5}))
+    driver.put(Record("terminate", run_id, {"status": "FINISHED"}))
+    _log(rank0, run_id, range(6))
+    assert not driver.close(0.5) and not rank0.close(0.5)
+    assert len(list((tmp_path / "runs" / "spool" / run_id).glob("*.jsonl"))) == 2
+    done = deliver_spool(str(tmp_path / "runs"), uri)
+    assert (done.runs, done.records, done.points) == (1, 8, 6)
+    run = MlflowTracker(uri).client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params == {"train.lr": "0.5"}
+    assert _steps(uri, run_id) == list(range(6))
