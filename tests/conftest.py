@@ -19,16 +19,23 @@ def _private_token_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["RAYMIX_CACHE"] = str(tmp_path_factory.mktemp("raymix-cache"))
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _stop_ray_before_the_summary():  # type: ignore[no-untyped-def]
-    """Shut down a Ray started in this process (in-process sweeps) so its workers' last log
-    lines print before pytest's summary, not after it."""
-    yield
+def shutdown_in_process_ray() -> None:
+    """Shut down a Ray this pytest process started (in-process sweeps and evaluations). Tests
+    that end their own cluster with ``ray stop --force`` call it first: that command stops
+    every Ray process on the machine, and a driver whose cluster dies exits its process."""
     import sys
 
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
         ray.shutdown()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _stop_ray_before_the_summary():  # type: ignore[no-untyped-def]
+    """Shut down a Ray started in this process so its workers' last log lines print before
+    pytest's summary, not after it."""
+    yield
+    shutdown_in_process_ray()
 
 
 @pytest.fixture

@@ -502,7 +502,8 @@ def init_ray(cfg: ExperimentConfig, tracking_uri: str, address: str | None) -> E
     watcher = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
     env[watcher] = os.environ.get(watcher, "0")
     os.environ.update(env)  # the Train controller runs in the trial actor, started from here
-    ray.init(num_cpus=num_cpus, runtime_env=runtime_env, log_to_driver=True)
+    # address="local": a cluster of its own, even where `ray start` left one running
+    ray.init(address="local", num_cpus=num_cpus, runtime_env=runtime_env, log_to_driver=True)
     cfg = resolve_workers(cfg, DRIVER_CPU)
     check_resources(cfg, 0)  # a local cluster is what this machine has: nothing to wait for
     return cfg

@@ -18,6 +18,7 @@ import psutil
 import pytest
 import yaml
 
+from tests.conftest import shutdown_in_process_ray
 from tests.integration.sweeps import runs, start_sweep, write_sweep
 from tests.mlflow_server import free_port
 
@@ -29,6 +30,7 @@ CHECKPOINT_EVERY = 10
 
 @pytest.fixture
 def two_nodes(tmp_path: Path):  # type: ignore[no-untyped-def]
+    shutdown_in_process_ray()  # the teardown's `ray stop --force` would take it down
     token = tmp_path / "auth_token"  # token authentication on, as cluster.yaml starts nodes
     token.write_text(secrets.token_hex(32))
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}

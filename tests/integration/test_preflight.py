@@ -17,7 +17,7 @@ import yaml
 
 from raymix.errors import ConfigError
 from raymix.sweep.preflight import check_tracking
-from tests.conftest import ROOT, tiny_experiment
+from tests.conftest import ROOT, shutdown_in_process_ray, tiny_experiment
 from tests.mlflow_server import free_port
 
 pytestmark = [pytest.mark.integration]
@@ -83,7 +83,8 @@ def test_auto_workers_fill_the_largest_node_of_a_real_cluster() -> None:
             tiny_experiment(scaling={"num_workers": "auto", **scaling})
         )
 
-    ray.init(num_cpus=3, include_dashboard=False)
+    shutdown_in_process_ray()
+    ray.init(address="local", num_cpus=3, include_dashboard=False)
     try:
         assert resolve_workers(cfg(cpus_per_worker=1), 0.01).scaling.num_workers == 2
         assert resolve_workers(cfg(cpus_per_worker=0.5), 0.01).scaling.num_workers == 5

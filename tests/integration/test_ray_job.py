@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shutdown_in_process_ray
 from tests.integration.sweeps import small_experiment
 from tests.mlflow_server import MlflowServer, free_port
 from tests.postgres import Postgres, postgres_bin
@@ -41,6 +41,7 @@ def readme_submit() -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    shutdown_in_process_ray()  # the teardown's `ray stop --force` would take it down
     tmp = tmp_path_factory.mktemp("job")
     token = tmp / "auth_token"
     token.write_text(secrets.token_hex(32))
