@@ -79,6 +79,25 @@ def _parser() -> argparse.ArgumentParser:
         "deliver the MLflow records a sweep's trials spooled to its run folder while the "
         "tracking server was unreachable (each metric point once)"
     )
+    rec_help = (
+        "fit Ye et al.'s mixing law on a sweep's finished trials and recommend the mixture that "
+        "optimises the targets (shares per source, predicted metrics, leave-one-out R²)"
+    )
+    rec = sub.add_parser("recommend", help=rec_help, description=rec_help)
+    rec.add_argument("sweep", help="a sweep's MLflow parent run id, or an experiment name")
+    rec.add_argument(
+        "--target", required=True, metavar="METRIC=min|max[,...]",
+        help="the metrics to optimise, e.g. 'eval/math/exact_match=max,eval/loss/general=min'",
+    )  # fmt: skip
+    rec.add_argument("--weights", metavar="METRIC=W[,...]", help="each target's weight (1)")
+    rec.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI)")
+    rec.add_argument(
+        "--min-r2", type=float, default=0.5,
+        help="refuse when a target's leave-one-out R² is below this (default: 0.5)",
+    )  # fmt: skip
+    rec.add_argument("--bootstrap", type=int, default=200, help="refits for intervals (200)")
+    rec.add_argument("--seed", type=int, default=0, help="seed of the fits and the bootstrap")
+    rec.add_argument("--json", action="store_true", help="print the recommendation as JSON")
     sync = sub.add_parser("sync", help=sync_help, description=sync_help)
     sync.add_argument("run_folder", help="the sweep's run folder (local path or s3://…)")
     sync.add_argument(
@@ -168,6 +187,8 @@ def _run(args: argparse.Namespace) -> int:
         return run_eval(args)
     if args.command == "sync":
         return _sync(args)
+    if args.command == "recommend":
+        return _recommend(args)
     if args.command == "validate" and args.help_keys is not None:
         return _help_keys(args.help_keys)
     if args.file is None:
@@ -229,6 +250,59 @@ def _help_keys(prefix: str) -> int:
             + ", ".join(ExperimentConfig.model_fields)
         )
     print(render_keys(prefix), end="")
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from raymix.analysis.mixing_law import PoorFit, Target, TooFewTrials, recommend
+    from raymix.analysis.trials import read_trials
+    from raymix.errors import ConfigError
+    from raymix.tracking import resolve_uri
+
+    targets = []
+    for item in filter(None, (x.strip() for x in args.target.split(","))):
+        name, _, mode = item.rpartition("=")
+        if not name or mode not in ("min", "max"):
+            raise ConfigError(f"--target: {item!r} is not METRIC=min or METRIC=max")
+        targets.append(Target(name, mode))
+    weights: dict[str, float] = {}
+    for item in filter(None, (x.strip() for x in (args.weights or "").split(","))):
+        name, _, value = item.rpartition("=")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"--weights: {item!r} is not METRIC=NUMBER") from None
+        if name not in {t.name for t in targets}:
+            allowed = ", ".join(t.name for t in targets)
+            raise ConfigError(f"--weights: {name!r} is not a --target (allowed: {allowed})")
+    targets = [Target(t.name, t.mode, weights.get(t.name, 1.0)) for t in targets]
+    uri = resolve_uri(args.tracking_uri)
+    trials = read_trials(uri, args.sweep)
+    missing = [t.name for t in targets if t.name not in trials.metrics]
+    if missing:
+        known = ", ".join(m for m in trials.metrics if m.startswith("eval/")) or "none"
+        raise ConfigError(f"--target: no finished trial logged {', '.join(missing)} "
+                          f"(its eval metrics: {known})")  # fmt: skip
+    logged = np.all([~np.isnan(trials.metrics[t.name]) for t in targets], axis=0)
+    values = {t.name: trials.metrics[t.name][logged] for t in targets}
+    try:
+        rec = recommend(trials.sources, trials.shares[logged], values, targets,
+                        min_r2=args.min_r2, bootstrap=args.bootstrap, seed=args.seed)  # fmt: skip
+    except (TooFewTrials, PoorFit) as error:
+        raise ConfigError(f"raymix recommend {args.sweep}: {error}") from None
+    if args.json:
+        print(json.dumps({"shares": rec.shares, "predicted": rec.predicted,
+                          "interval": rec.interval, "loo_r2": rec.loo_r2,
+                          "trials": int(logged.sum())}, indent=1))  # fmt: skip
+        return 0
+    print(f"mixing law fitted on {int(logged.sum())} finished trials of {args.sweep}")
+    print("recommended shares: " + ", ".join(f"{s} {v:.3f}" for s, v in rec.shares.items()))
+    for t in targets:
+        lo, hi = rec.interval.get(t.name, (float("nan"), float("nan")))
+        print(f"  {t.name} ({t.mode}, weight {t.weight:g}): predicted {rec.predicted[t.name]:.4f} "
+              f"[{lo:.4f}, {hi:.4f}], leave-one-out R² {rec.loo_r2[t.name]:.3f}")  # fmt: skip
     return 0
 
 

@@ -1,0 +1,83 @@
+"""Finished trials read back from MLflow as the mixing law needs them: each trial's shares of
+the sources (from its params) and its final metrics."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from raymix.errors import ConfigError
+from raymix.tracking import MlflowTracker
+from raymix.tracking.mlflow_tracker import PARENT, ROLE
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass
+class Trials:
+    """Finished trials: ``shares`` (n × M, rows on the simplex) over ``sources``, and for each
+    metric its final value per trial (NaN where a trial did not log it)."""
+
+    sources: tuple[str, ...]
+    shares: np.ndarray
+    metrics: dict[str, np.ndarray]
+    run_ids: tuple[str, ...]
+
+
+def trial_runs(uri: str, sweep: str) -> list[Any]:
+    """The FINISHED trial runs of ``sweep``: a parent run id (that sweep's trials) or an
+    experiment name (the trials of every sweep in it)."""
+    tracker = MlflowTracker(uri)
+    client = tracker.client
+    if _RUN_ID.match(sweep):
+        try:
+            parent = client.get_run(sweep)
+        except Exception:  # noqa: BLE001 - MLflow says RESOURCE_DOES_NOT_EXIST in many ways
+            parent = None
+        if parent is not None and parent.data.tags.get(ROLE) == "sweep":
+            return [r for r in tracker.trial_runs(sweep) if r.info.status == "FINISHED"]
+    exp = client.get_experiment_by_name(sweep)
+    if exp is None:
+        raise ConfigError(
+            f"{sweep!r}: neither a sweep's parent run id nor an MLflow experiment in {uri} "
+            "(the sweep printed its parent run id; the experiment is the config's name)"
+        )
+    return list(
+        client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.`{ROLE}` = 'trial' and attributes.status = 'FINISHED'",
+            max_results=10_000,
+        )
+    )
+
+
+def read_trials(uri: str, sweep: str) -> Trials:
+    """:class:`Trials` of ``sweep``. A trial's shares are its sampled weights
+    (``mixture.weight.<source>``) when the sweep searched the simplex, else its rows per source
+    (``mixture.<source>``) over their total."""
+    runs = [r for r in trial_runs(uri, sweep) if r.data.tags.get(PARENT)]
+    sources = sorted(
+        {k.split(".")[1] for r in runs for k in r.data.params if k.startswith("sources.")}
+    )
+    rows, kept = [], []
+    for r in runs:
+        p = r.data.params
+        weights = [p.get(f"mixture.weight.{s}") for s in sources]
+        if all(w is not None for w in weights):
+            share = np.array([float(w) for w in weights])  # type: ignore[arg-type]
+        else:
+            share = np.array([float(p.get(f"mixture.{s}", 0) or 0) for s in sources])
+        if share.sum() <= 0:
+            continue
+        rows.append(share / share.sum())
+        kept.append(r)
+    names = sorted({k for r in kept for k in r.data.metrics})
+    metrics = {
+        name: np.array([r.data.metrics.get(name, np.nan) for r in kept], dtype=np.float64)
+        for name in names
+    }
+    shares = np.array(rows).reshape(len(rows), len(sources))
+    return Trials(tuple(sources), shares, metrics, tuple(r.info.run_id for r in kept))

@@ -1,0 +1,82 @@
+"""``raymix recommend`` on a real MLflow store holding finished trials whose metrics follow a known
+mixing law: the recommended shares are the law's optimum; too few trials and bad flags are one
+clear error with exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from raymix.analysis.mixing_law import optimum
+from raymix.tracking import MlflowTracker
+from raymix.tracking.delivery import metrics_record, params_record
+from tests.conftest import ROOT
+from tests.unit.analysis.test_mixing_law import SOURCES, TARGETS, TRUE
+
+TARGET = ",".join(f"{t.name}={t.mode}" for t in TARGETS)
+WEIGHTS = ",".join(f"{t.name}={t.weight:g}" for t in TARGETS)
+
+
+def _store(tmp: Path, n: int, seed: int = 0) -> tuple[str, str]:
+    """A sweep of ``n`` finished trials at Dirichlet points, plus one trial that failed."""
+    uri = f"sqlite:///{tmp}/m.db"
+    t = MlflowTracker(uri)
+    exp = t.experiment_id("lawful")
+    parent = t.start_sweep(exp, "lawful-1", "name: lawful\n")
+    rng = np.random.default_rng(seed)
+    for i, share in enumerate(rng.dirichlet(np.ones(3), size=n + 1)):
+        run = t.trial_run(exp, parent, f"t{i}", f"t{i}")
+        params = {f"sources.{s}.path": f"synthetic:{s}" for s in SOURCES}
+        params |= {
+            f"mixture.weight.{s}": round(float(w), 6) for s, w in zip(SOURCES, share, strict=True)
+        }
+        t.log(params_record(run, params))
+        metrics = {k: float(law(share)[0] + rng.normal(0, 0.003)) for k, law in TRUE.items()}
+        t.log(metrics_record(run, metrics, step=90))
+        t.finish(run, "FAILED" if i == n else "FINISHED")  # a failed trial is left out
+    t.finish(parent)
+    return uri, parent
+
+
+def _recommend(uri: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "raymix", "recommend", *args],
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_recommend_finds_the_laws_optimum_from_mlflow(tmp_path: Path) -> None:
+    uri, parent = _store(tmp_path, 24)
+    truth = optimum(list(TRUE.values()), TARGETS)
+    for sweep in (parent, "lawful"):  # a parent run id, or the experiment's name
+        out = _recommend(uri, sweep, "--target", TARGET, "--weights", WEIGHTS,
+                         "--bootstrap", "10", "--json")  # fmt: skip
+        assert out.returncode == 0, out.stderr[-3000:]
+        rec = json.loads(out.stdout)
+        assert rec["trials"] == 24, "the failed trial is left out"
+        got = np.array([rec["shares"][s] for s in SOURCES])
+        assert np.abs(got - truth).max() < 0.02, (got, truth)
+        assert min(rec["loo_r2"].values()) > 0.95
+    text = _recommend(uri, parent, "--target", TARGET, "--bootstrap", "5")
+    assert text.returncode == 0 and "recommended shares: code" in text.stdout
+
+
+def test_too_few_trials_and_bad_flags_are_one_error_with_exit_2(tmp_path: Path) -> None:
+    uri, parent = _store(tmp_path, 7)
+    cases = {
+        ("--target", TARGET): "7 finished trials for 3 sources; the mixing law needs at least 10",
+        ("--target", "eval/loss/math=lowest"): "is not METRIC=min or METRIC=max",
+        ("--target", "eval/nope=max"): "no finished trial logged eval/nope",
+        ("--target", TARGET, "--weights", "eval/x=1"): "is not a --target (allowed:",
+    }
+    for args, message in cases.items():
+        out = _recommend(uri, parent, *args)
+        errors = [line for line in out.stderr.splitlines() if line.startswith("raymix: error:")]
+        assert out.returncode == 2 and len(errors) == 1, out.stderr[-3000:]
+        assert message in errors[0] and "Traceback" not in out.stderr
+    out = _recommend(uri, "no-such-sweep", "--target", TARGET)
+    assert out.returncode == 2 and "neither a sweep's parent run id nor an MLflow" in out.stderr
