@@ -98,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--bootstrap", type=int, default=200, help="refits for intervals (200)")
     rec.add_argument("--seed", type=int, default=0, help="seed of the fits and the bootstrap")
     rec.add_argument("--json", action="store_true", help="print the recommendation as JSON")
+    rec.add_argument(
+        "--as-experiment", metavar="OUT.yaml",
+        help="also write the sweep's experiment with the recommended mixture as its one mixture",
+    )  # fmt: skip
+    rec.add_argument(
+        "--amount", type=_positive_int,
+        help="with --as-experiment: rows in all (default: the trials' median)",
+    )  # fmt: skip
     sync = sub.add_parser("sync", help=sync_help, description=sync_help)
     sync.add_argument("run_folder", help="the sweep's run folder (local path or s3://…)")
     sync.add_argument(
@@ -292,10 +300,14 @@ def _recommend(args: argparse.Namespace) -> int:
                         min_r2=args.min_r2, bootstrap=args.bootstrap, seed=args.seed)  # fmt: skip
     except (TooFewTrials, PoorFit) as error:
         raise ConfigError(f"raymix recommend {args.sweep}: {error}") from None
+    written = None
+    if args.as_experiment:
+        amount = args.amount or int(np.median(trials.rows[logged]))
+        written = _write_recommended(uri, args.sweep, rec.shares, amount, args.as_experiment)
     if args.json:
         print(json.dumps({"shares": rec.shares, "predicted": rec.predicted,
                           "interval": rec.interval, "loo_r2": rec.loo_r2,
-                          "trials": int(logged.sum())}, indent=1))  # fmt: skip
+                          "trials": int(logged.sum()), "experiment": written}, indent=1))  # fmt: skip
         return 0
     print(f"mixing law fitted on {int(logged.sum())} finished trials of {args.sweep}")
     print("recommended shares: " + ", ".join(f"{s} {v:.3f}" for s, v in rec.shares.items()))
@@ -303,7 +315,37 @@ def _recommend(args: argparse.Namespace) -> int:
         lo, hi = rec.interval.get(t.name, (float("nan"), float("nan")))
         print(f"  {t.name} ({t.mode}, weight {t.weight:g}): predicted {rec.predicted[t.name]:.4f} "
               f"[{lo:.4f}, {hi:.4f}], leave-one-out R² {rec.loo_r2[t.name]:.3f}")  # fmt: skip
+    if written:
+        print(f"experiment that trains it: {written}  (raymix sweep {written})")
     return 0
+
+
+def _write_recommended(
+    uri: str, sweep: str, shares: dict[str, float], amount: int, out: str
+) -> str:
+    """The sweep's experiment with one mixture, ``recommended``: the shares of ``amount`` rows
+    (validated before it is written; an existing file is not replaced)."""
+    import yaml
+
+    from raymix.analysis.trials import sweep_config
+    from raymix.config import validate
+    from raymix.errors import ConfigError
+
+    path = Path(out)
+    if path.exists():
+        raise ConfigError(f"--as-experiment: {out} exists; give a new file")
+    raw = yaml.safe_load(sweep_config(uri, sweep))
+    rows = {name: round(share * amount) for name, share in shares.items()}
+    raw["mixture"] = {"grid": {"recommended": {k: v for k, v in rows.items() if v > 0}}}
+    raw.get("sweep", {}).pop("search", None)  # one fixed mixture: a grid of one
+    validate(raw, origin=out)
+    path.write_text(
+        f"# The mixture raymix recommend chose from sweep {sweep}: shares "
+        + ", ".join(f"{k} {v:.3f}" for k, v in shares.items())
+        + f" of {amount} rows.\n"
+        + yaml.safe_dump(raw, sort_keys=False)
+    )
+    return str(path)
 
 
 def _positive_int(text: str) -> int:

@@ -18,11 +18,12 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 @dataclass
 class Trials:
-    """Finished trials: ``shares`` (n × M, rows on the simplex) over ``sources``, and for each
-    metric its final value per trial (NaN where a trial did not log it)."""
+    """Finished trials: ``shares`` (n × M, rows on the simplex) over ``sources``, each trial's
+    ``rows`` in all, and for each metric its final value per trial (NaN where not logged)."""
 
     sources: tuple[str, ...]
     shares: np.ndarray
+    rows: np.ndarray
     metrics: dict[str, np.ndarray]
     run_ids: tuple[str, ...]
 
@@ -62,17 +63,19 @@ def read_trials(uri: str, sweep: str) -> Trials:
     sources = sorted(
         {k.split(".")[1] for r in runs for k in r.data.params if k.startswith("sources.")}
     )
-    rows, kept = [], []
+    rows, totals, kept = [], [], []
     for r in runs:
         p = r.data.params
+        counts = [float(p.get(f"mixture.{s}", 0) or 0) for s in sources]
         weights = [p.get(f"mixture.weight.{s}") for s in sources]
         if all(w is not None for w in weights):
             share = np.array([float(w) for w in weights])  # type: ignore[arg-type]
         else:
-            share = np.array([float(p.get(f"mixture.{s}", 0) or 0) for s in sources])
+            share = np.array(counts)
         if share.sum() <= 0:
             continue
         rows.append(share / share.sum())
+        totals.append(sum(counts))
         kept.append(r)
     names = sorted({k for r in kept for k in r.data.metrics})
     metrics = {
@@ -80,4 +83,28 @@ def read_trials(uri: str, sweep: str) -> Trials:
         for name in names
     }
     shares = np.array(rows).reshape(len(rows), len(sources))
-    return Trials(tuple(sources), shares, metrics, tuple(r.info.run_id for r in kept))
+    return Trials(
+        tuple(sources), shares, np.array(totals), metrics, tuple(r.info.run_id for r in kept)
+    )
+
+
+def sweep_config(uri: str, sweep: str) -> str:
+    """The experiment a sweep ran (its parent run's ``config.yaml``); for an experiment name,
+    that of its latest sweep."""
+    import tempfile
+    from pathlib import Path
+
+    tracker = MlflowTracker(uri)
+    client = tracker.client
+    parent = sweep
+    if not _RUN_ID.match(sweep):
+        exp = client.get_experiment_by_name(sweep)
+        found = [] if exp is None else client.search_runs(
+            [exp.experiment_id], filter_string=f"tags.`{ROLE}` = 'sweep'",
+            order_by=["attributes.start_time DESC"], max_results=1,
+        )  # fmt: skip
+        if not found:
+            raise ConfigError(f"{sweep!r}: no sweep in MLflow experiment {sweep!r} at {uri}")
+        parent = found[0].info.run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(client.download_artifacts(parent, "config.yaml", tmp)).read_text()

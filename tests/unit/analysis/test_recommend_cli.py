@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from raymix.analysis.mixing_law import optimum
+from raymix.config import dump, validate
 from raymix.tracking import MlflowTracker
 from raymix.tracking.delivery import metrics_record, params_record
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tiny_experiment
 from tests.unit.analysis.test_mixing_law import SOURCES, TARGETS, TRUE
 
 TARGET = ",".join(f"{t.name}={t.mode}" for t in TARGETS)
@@ -27,14 +29,18 @@ def _store(tmp: Path, n: int, seed: int = 0) -> tuple[str, str]:
     uri = f"sqlite:///{tmp}/m.db"
     t = MlflowTracker(uri)
     exp = t.experiment_id("lawful")
-    parent = t.start_sweep(exp, "lawful-1", "name: lawful\n")
+    sources = [{"name": s, "path": f"synthetic:{s}", "ability": s, "size": 1200, "heldout": 32}
+               for s in SOURCES]  # fmt: skip
+    experiment = tiny_experiment(name="lawful", sources=sources,
+                                 mixture={"grid": {"even": {s: 300 for s in SOURCES}}})  # fmt: skip
+    parent = t.start_sweep(exp, "lawful-1", dump(validate(experiment, origin="test")))
     rng = np.random.default_rng(seed)
     for i, share in enumerate(rng.dirichlet(np.ones(3), size=n + 1)):
         run = t.trial_run(exp, parent, f"t{i}", f"t{i}")
         params = {f"sources.{s}.path": f"synthetic:{s}" for s in SOURCES}
-        params |= {
-            f"mixture.weight.{s}": round(float(w), 6) for s, w in zip(SOURCES, share, strict=True)
-        }
+        for s, w in zip(SOURCES, share, strict=True):
+            params[f"mixture.weight.{s}"] = round(float(w), 6)
+            params[f"mixture.{s}"] = round(float(w) * 1000)
         t.log(params_record(run, params))
         metrics = {k: float(law(share)[0] + rng.normal(0, 0.003)) for k, law in TRUE.items()}
         t.log(metrics_record(run, metrics, step=90))
@@ -80,3 +86,32 @@ def test_too_few_trials_and_bad_flags_are_one_error_with_exit_2(tmp_path: Path) 
         assert message in errors[0] and "Traceback" not in out.stderr
     out = _recommend(uri, "no-such-sweep", "--target", TARGET)
     assert out.returncode == 2 and "neither a sweep's parent run id nor an MLflow" in out.stderr
+
+
+def test_the_recommendation_is_written_as_an_experiment_that_validates(tmp_path: Path) -> None:
+    import yaml
+
+    uri, parent = _store(tmp_path, 24)
+    out = tmp_path / "next.yaml"
+    done = _recommend(uri, parent, "--target", TARGET, "--weights", WEIGHTS, "--bootstrap", "0",
+                      "--as-experiment", str(out), "--amount", "900", "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rec = json.loads(done.stdout)
+    assert rec["experiment"] == str(out)
+    raw = yaml.safe_load(out.read_text())
+    rows = raw["mixture"]["grid"]["recommended"]
+    assert sum(rows.values()) == pytest.approx(900, abs=2)
+    for s in SOURCES:
+        assert rows[s] == round(rec["shares"][s] * 900)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    check = subprocess.run([sys.executable, "-m", "raymix", "validate", str(out), "--schema-only"],
+                           env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert check.returncode == 0, check.stderr[-2000:]
+    again = _recommend(uri, parent, "--target", TARGET, "--bootstrap", "0",
+                       "--as-experiment", str(out))  # fmt: skip
+    assert again.returncode == 2 and "exists; give a new file" in again.stderr
+    median = _recommend(uri, "lawful", "--target", TARGET, "--bootstrap", "0",
+                        "--as-experiment", str(tmp_path / "median.yaml"))  # fmt: skip
+    assert median.returncode == 0, median.stderr[-2000:]
+    grid = yaml.safe_load((tmp_path / "median.yaml").read_text())["mixture"]["grid"]
+    assert sum(grid["recommended"].values()) == pytest.approx(1000, abs=4), "the trials' median"
