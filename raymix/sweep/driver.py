@@ -82,8 +82,11 @@ def run_trial(
         result = trainer.fit()
     except BaseException:
         courier.close(cfg.tracking.end_wait_s)
-        if tracker.client.get_run(run_id).data.tags.get(STOPPED_TAG) != "true":
-            tracker.finish(run_id, "FAILED")  # not a scheduler's stop (CloseTrialRuns marks those)
+        run = tracker.client.get_run(run_id)
+        # a run already closed (the sweep stopped by a signal) or stopped by the scheduler
+        # (CloseTrialRuns marks those) keeps its status
+        if run.info.status == "RUNNING" and run.data.tags.get(STOPPED_TAG) != "true":
+            tracker.finish(run_id, "FAILED")
         raise
     now = time.time()
     times = {"time/trial_setup_s": fit_called - entered, "time/trial_s": now - entered}

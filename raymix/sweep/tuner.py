@@ -175,12 +175,14 @@ def _run_sweep(
         callback = CloseTrialRuns(uri, parent)
         grid = _tuner(cfg, trainable, name, storage, callback, resume is not None).fit()
     except BaseException:
-        close_open_runs(tracker, parent, "KILLED" if stop.signum else "FAILED")
+        close_open_runs(tracker, parent, "KILLED" if stop.signum else "FAILED",
+                        stopped_at_ms=stop.at_ms)  # fmt: skip
         raise
     # MLflow may be down as the sweep ends: its runs are closed once it is back (within reason)
     wait = cfg.tracking.end_wait_s
     if stop.signum:
-        patiently(lambda: close_open_runs(tracker, parent, "KILLED"), wait)
+        at = stop.at_ms
+        patiently(lambda: close_open_runs(tracker, parent, "KILLED", stopped_at_ms=at), wait)
     else:
         done = "FAILED" if grid.num_errors else "FINISHED"
         patiently(lambda: close_open_runs(tracker, parent, "FAILED", parent_status=done), wait)
@@ -240,12 +242,20 @@ def close_open_runs(
     status: str,
     parent_status: str | None = None,
     only_running: bool = False,
+    stopped_at_ms: float | None = None,
 ) -> None:
     """Close every child run of the sweep still RUNNING with ``status`` (a sweep never leaves a
     run RUNNING), then the parent with ``parent_status`` (default: ``status``; with
-    ``only_running``, only if the parent is still RUNNING)."""
+    ``only_running``, only if the parent is still RUNNING). ``stopped_at_ms``: when a signal
+    stopped the sweep; a trial that ended FAILED since then failed because it was stopped, and
+    is closed with ``status`` too."""
     for run in tracker.trial_runs(parent):
-        if run.info.status == "RUNNING":
+        stopped_under_it = (
+            stopped_at_ms is not None
+            and run.info.status == "FAILED"
+            and (run.info.end_time or 0) >= stopped_at_ms
+        )
+        if run.info.status == "RUNNING" or stopped_under_it:
             tracker.finish(str(run.info.run_id), status)
     if not only_running or tracker.client.get_run(parent).info.status == "RUNNING":
         tracker.finish(parent, parent_status or status)
@@ -354,6 +364,7 @@ class _StopOnSignal:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.at_ms: float | None = None  # when the first signal came (ms since the epoch)
         self.run_folder: str | None = None
         self._saved: dict[int, Any] = {}
 
@@ -377,6 +388,7 @@ class _StopOnSignal:
     def _handle(self, signum: int, frame: Any) -> None:
         first = self.signum is None
         self.signum = self.signum or signum
+        self.at_ms = self.at_ms or time.time() * 1000
         tune_listens = signal.getsignal(signal.SIGUSR1) not in (
             signal.SIG_DFL,
             signal.SIG_IGN,
