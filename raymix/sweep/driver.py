@@ -18,7 +18,7 @@ from raymix.data.plan import Plan
 from raymix.sweep.space import trial_setup
 from raymix.tracking import MlflowTracker
 from raymix.tracking.delivery import SPOOL_DIR, Courier, Record, metrics_record, params_record
-from raymix.tracking.mlflow_tracker import CHECKPOINT_TAG, STOPPED_TAG
+from raymix.tracking.mlflow_tracker import CHECKPOINT_TAG
 from raymix.train.launch import build_trainer
 
 
@@ -81,12 +81,10 @@ def run_trial(
     try:
         result = trainer.fit()
     except BaseException:
+        # what was logged goes out; the run's status is the sweep's to set (CloseTrialRuns on
+        # an error or a scheduler's stop, KILLED on a signal), in one process, in order: set
+        # from here, it raced the sweep's own close and could turn KILLED into FAILED
         courier.close(cfg.tracking.end_wait_s)
-        run = tracker.client.get_run(run_id)
-        # a run already closed (the sweep stopped by a signal) or stopped by the scheduler
-        # (CloseTrialRuns marks those) keeps its status
-        if run.info.status == "RUNNING" and run.data.tags.get(STOPPED_TAG) != "true":
-            tracker.finish(run_id, "FAILED")
         raise
     now = time.time()
     times = {"time/trial_setup_s": fit_called - entered, "time/trial_s": now - entered}
