@@ -114,10 +114,12 @@ def run_cli_sweep(
     assert proc.returncode == 0
     if clean_stderr:
         cpp_error = re.compile(r"\[\d{4}-\d\d-\d\d [\d:,]+ E \d+ \d+\]")
+        lines = proc.stderr.splitlines()
         bad = [
-            line
-            for line in proc.stderr.splitlines()
+            i
+            for i, line in enumerate(lines)
             if "Traceback" in line or " ERROR " in line or cpp_error.search(line)
         ]
-        assert bad == [], "\n".join(bad[:20])
+        context = "\n".join(lines[bad[0] : bad[0] + 40]) if bad else ""  # the whole traceback
+        assert bad == [], context
     return proc.stdout
