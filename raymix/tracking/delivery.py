@@ -149,6 +149,7 @@ class Courier:
         self._token = f"{time.time_ns()}-{os.getpid()}-{id(self) & 0xFFFF:04x}"
         self._spooled_upto = 0
         self.segments: list[str] = []
+        self._spooled_files: list[str] = []  # artifact folders the segments refer to
         self._thread = threading.Thread(target=self._run, name="raymix-courier", daemon=True)
         self._thread.start()
 
@@ -263,6 +264,7 @@ class Courier:
                 if r.kind == "artifacts":
                     name = f"files/{self._token}-{q}"
                     _copy_dir(r.data["local_dir"], _join(folder, name))
+                    self._spooled_files.append(_join(folder, name))
                     r = Record(r.kind, r.run_id, {**r.data, "local_dir": name})
                 lines.append(r.to_json())
             segment = _join(folder, f"{self._token}-{records[0][0]:08d}{SEGMENT}")
@@ -276,16 +278,12 @@ class Courier:
     def _clear_spool(self) -> None:
         """Everything this courier spooled got through after all: remove its segments (and
         their files), and each run's folder once no other writer's segments are left in it."""
-        for segment in self.segments:
-            folder = segment.rsplit("/", 1)[0]
-            for line in _read_text(segment).splitlines()[1:]:
-                record = Record.from_json(line)
-                if record.kind == "artifacts":
-                    _remove(_join(folder, record.data["local_dir"]))
-            _remove(segment)
+        for path in [*self._spooled_files, *self.segments]:
+            _remove(path)
+        for folder in {segment.rsplit("/", 1)[0] for segment in self.segments}:
             if not _segments(folder):
                 _remove(folder)
-        self.segments = []
+        self.segments, self._spooled_files = [], []
 
 
 def patiently(call: Callable[[], T], seconds: float) -> T:

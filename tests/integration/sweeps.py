@@ -60,3 +60,17 @@ def runs(env: dict[str, str], name: str, role: str | None = None) -> list[Any]:
     exp = client.get_experiment_by_name(name)
     found = [] if exp is None else client.search_runs([exp.experiment_id], max_results=100)
     return [r for r in found if role is None or r.data.tags.get("raymix.role") == role]
+
+
+def refused_sweep(tmp: Path, env: dict[str, str]) -> str:
+    """``raymix sweep exp.yaml`` in ``tmp`` that must be refused as a user error: exit 2, no
+    traceback, one ``raymix: error:`` line, which is returned."""
+    done = subprocess.run(
+        [sys.executable, "-m", "raymix", "sweep", "exp.yaml"],
+        cwd=tmp, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("raymix: error:")]
+    assert len(errors) == 1, done.stderr[-3000:]
+    return errors[0]

@@ -18,6 +18,7 @@ import yaml
 from raymix.errors import ConfigError
 from raymix.sweep.preflight import check_tracking
 from tests.conftest import ROOT, shutdown_in_process_ray, tiny_experiment
+from tests.integration.sweeps import refused_sweep
 from tests.mlflow_server import free_port
 
 pytestmark = [pytest.mark.integration]
@@ -59,14 +60,8 @@ def test_use_gpu_without_gpus_is_one_clear_error_before_any_run(tmp_path: Path) 
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db",
     }
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "raymix", "sweep", "exp.yaml"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("raymix: error:")]
-    assert len(errors) == 1 and "scaling" in errors[0] and "2 GPU" in errors[0], proc.stderr[-3000:]
-    assert "scaling.use_gpu: false" in errors[0]
+    error = refused_sweep(tmp_path, env)
+    assert "scaling" in error and "2 GPU" in error and "scaling.use_gpu: false" in error
     assert not (tmp_path / "m.db").exists(), "no MLflow run before the check"
     assert not (tmp_path / "raymix_runs").exists()
 

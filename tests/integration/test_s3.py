@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.sweeps import runs, start_sweep, write_sweep
+from tests.integration.sweeps import refused_sweep, runs, start_sweep, write_sweep
 from tests.mlflow_server import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -107,13 +107,7 @@ def test_a_bad_bucket_is_one_clear_error_before_anything_is_written(
     env = write_sweep(tmp_path, "bad", {"both": SPEC}, storage=f"s3://{bucket}/runs") | s3["aws"]
     if problem == "unreachable endpoint":
         env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{free_port()}"
-    done = subprocess.run(
-        [sys.executable, "-m", "raymix", "sweep", "exp.yaml"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 2, done.stderr[-3000:]
-    errors = [line for line in done.stderr.splitlines() if line.startswith("raymix: error:")]
-    assert len(errors) == 1 and "sweep.storage_path" in errors[0], done.stderr[-3000:]
-    assert "Traceback" not in done.stderr
-    assert ("does not exist" if problem == "missing bucket" else "cannot reach") in errors[0]
+    error = refused_sweep(tmp_path, env)
+    assert "sweep.storage_path" in error
+    assert ("does not exist" if problem == "missing bucket" else "cannot reach") in error
     assert not (tmp_path / "mlflow.db").exists(), "no MLflow run before the check"
