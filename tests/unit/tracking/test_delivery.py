@@ -73,7 +73,7 @@ def test_an_outage_spools_by_appending_and_the_records_land_once_the_server_is_b
     _log(courier, run_id, range(20, 30))
     started = time.monotonic()
     assert not courier.flush(10)
-    assert time.monotonic() - started < 1.0, "during an outage a report does not wait"
+    assert time.monotonic() - started < 5.0, "during an outage a report does not wait its 10 s"
     assert len(courier.segments) == 2, "the second flush appended a segment"
     assert Path(first).read_text() == first_text, "and left the first one as it was"
     assert [p.name for p in sorted((spool / run_id).iterdir())] == [
