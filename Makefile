@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install install-into demo test test-unit bench lint clean
+.PHONY: install install-into browser demo test test-unit bench lint clean
 
 install: $(STAMP)
 
@@ -40,10 +40,17 @@ $(STAMP): pyproject.toml Makefile
 demo: install
 	$(BIN)/raymix sweep experiments/quickstart.yaml
 
-test: install
+# Debian's chromium for the test that renders `raymix report`'s HTML page headless (playwright
+# drives it; it downloads no browser of its own). Root installs it; anyone else through sudo.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-unit: install
+test-unit: install browser
 	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
 
 bench: install

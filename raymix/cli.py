@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -106,6 +107,24 @@ def _parser() -> argparse.ArgumentParser:
         "--amount", type=_positive_int,
         help="with --as-experiment: rows in all (default: the trials' median)",
     )  # fmt: skip
+    rep_help = (
+        "write a sweep's report (Markdown and one self-contained HTML page with PNG figures: "
+        "tables per setting and ability, scaling, ratio, strategy and hyper-parameter curves, "
+        "the Pareto front, loss curves, early signals, cost) from MLflow, and log it to the "
+        "sweep's parent run"
+    )
+    rep = sub.add_parser("report", help=rep_help, description=rep_help)
+    rep.add_argument("sweeps", nargs="+", metavar="SWEEP",
+                     help="a sweep's MLflow parent run id, or an experiment name (several: compared)")  # fmt: skip
+    rep.add_argument("--out", help="output folder (default: reports/<sweep names>)")
+    rep.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI)")
+    rep.add_argument("--no-log", action="store_true",
+                     help="do not log the report to the sweeps' parent runs")  # fmt: skip
+    rep.add_argument("--open", action="store_true",
+                     help="serve the report on 127.0.0.1 and open it in a browser (Ctrl-C stops)")  # fmt: skip
+    rep.add_argument(
+        "--port", type=int, default=0, help="with --open: the port (default: any free)"
+    )
     sync = sub.add_parser("sync", help=sync_help, description=sync_help)
     sync.add_argument("run_folder", help="the sweep's run folder (local path or s3://…)")
     sync.add_argument(
@@ -197,6 +216,8 @@ def _run(args: argparse.Namespace) -> int:
         return _sync(args)
     if args.command == "recommend":
         return _recommend(args)
+    if args.command == "report":
+        return _report(args)
     if args.command == "validate" and args.help_keys is not None:
         return _help_keys(args.help_keys)
     if args.file is None:
@@ -259,6 +280,43 @@ def _help_keys(prefix: str) -> int:
         )
     print(render_keys(prefix), end="")
     return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import re
+
+    from raymix.analysis.report import build_report, log_report
+    from raymix.analysis.sweeps import load_sweeps
+    from raymix.tracking import MlflowTracker, resolve_uri
+
+    uri = resolve_uri(args.tracking_uri)
+    sweeps = load_sweeps(uri, args.sweeps)
+    name = re.sub(r"[^A-Za-z0-9_.@+-]+", "_", "+".join(s.name for s in sweeps))[:120]
+    out = Path(args.out or Path("reports") / name)
+    report = build_report(sweeps, out)
+    print(f"report of {sum(len(s.trials) for s in sweeps)} trial(s): {report.html}  "
+          f"(Markdown: {report.markdown}; {len(report.figures)} figure(s))")  # fmt: skip
+    if not args.no_log:
+        for run_id in log_report(sweeps, out, MlflowTracker(uri).client):
+            print(f"logged to MLflow parent run {run_id} as report/")
+    if args.open:
+        _serve(out, report.html.name, args.port)
+    return 0
+
+
+def _serve(folder: Path, page: str, port: int) -> None:
+    """Serve ``folder`` on 127.0.0.1 until interrupted, and open ``page`` in a browser."""
+    import functools
+    import webbrowser
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+    with ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{page}"
+        print(f"serving the report at {url}  (Ctrl-C stops)", flush=True)
+        webbrowser.open(url)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
 
 
 def _recommend(args: argparse.Namespace) -> int:

@@ -54,7 +54,7 @@ def sweep_table(tracking_uri: str, parent_run_id: str) -> Table:
         rows.append(
             {
                 "trial": tags.get("raymix.trial_id", r.info.run_id[:8]),
-                "mixture": _mixture_label(p),
+                "mixture": mixture_label(p),
                 "rows": " + ".join(f"{n} {c}" for n, c in sorted(counts.items()) if c),
                 "status": (
                     f"stopped@{tags.get(STOPPED_AT_TAG, '?')}/{_steps(r)}"
@@ -103,7 +103,7 @@ def _steps(run: Any) -> str:
     return "?" if total is None else str(int(total))
 
 
-def _mixture_label(params: dict[str, str]) -> str:
+def mixture_label(params: dict[str, str]) -> str:
     """The grid mixture's name, or a sampled point's shares (``math .24 code .38 ...``)."""
     shares = {
         k.removeprefix("mixture.weight."): float(v)

@@ -199,3 +199,20 @@ def test_harness_benchmarks_on_a_finished_run(sweep: dict, shared_data: Path) ->
         assert 0.0 <= scores[f"eval/harness/{bench}/acc"] <= 1.0
     logged = client.get_run(run_id).data.metrics
     assert logged["eval/harness/average/acc"] == scores["eval/harness/average/acc"]
+
+
+def test_report_on_the_real_sweep(sweep: dict) -> None:
+    """`raymix report` on the sweep's MLflow store: the packing grid's two trials in the table,
+    their loss curves from every logged step, and the report logged to the parent run."""
+    out = sweep["tmp"] / "report"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": sweep["uri"], "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "raymix", "report", "itest", "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (out / "report.md").read_text()
+    header = "| setting | trials |"
+    assert header in md and "| packing False | 1 |" in md and "| packing True | 1 |" in md
+    assert (out / "figures" / "losses.png").stat().st_size > 10_000
+    client, parents, _ = _runs(sweep)
+    got = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")}
+    assert "report/report.html" in got
