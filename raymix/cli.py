@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override a dotted key, e.g. --set train.lr=3e-4 (repeatable)",
         )
+        sp.add_argument(
+            "--profile",
+            help="one of the file's profiles: (named overrides, e.g. toy), applied before --set",
+        )
         return sp
 
     val = with_file("validate", "check an experiment file and print its resolved config", True)
@@ -137,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     mix = data.add_parser("mix", help="compile a mixture to its plan without training")
     mix.add_argument("file", help="experiment YAML")
     mix.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    mix.add_argument("--profile", help="one of the file's profiles:, applied before --set")
     mix.add_argument("--mixture", help="which mixture of mixture.grid (default: every one)")
     mix.add_argument(
         "--sample",
@@ -222,7 +227,14 @@ def _run(args: argparse.Namespace) -> int:
         return _help_keys(args.help_keys)
     if args.file is None:
         _parser().error(f"{args.command}: the experiment file is required")
-    cfg = load(args.file, args.overrides)
+    if args.command == "validate" and args.profile is None:
+        from raymix.config.loader import load_profiles
+
+        profiles = load_profiles(args.file, args.overrides)  # every profile must validate
+        for name in profiles:
+            if name:
+                print(f"# {args.file}: profile {name}: valid", file=sys.stderr)
+    cfg = load(args.file, args.overrides, args.profile)
     if args.command == "validate":
         if not args.schema_only:
             from raymix.sweep.preflight import check_experiment
@@ -584,6 +596,7 @@ def _interrupted(signum: int, run_folder: str | None, args: argparse.Namespace) 
           file=sys.stderr)  # fmt: skip
     if run_folder and Path(run_folder).exists():
         argv = ["raymix", "sweep", args.file]
+        argv += [f"--profile={args.profile}"] if args.profile else []
         argv += [f"--set={o}" for o in args.overrides]
         argv += [f"--address={args.address}"] if args.address else []
         print(f"Resume it with:  {shlex.join([*argv, '--resume', run_folder])}", file=sys.stderr)

@@ -42,16 +42,51 @@ def parse_value(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
 
 
-def load(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
+def load(
+    path: str | Path, overrides: Iterable[str] = (), profile: str | None = None
+) -> ExperimentConfig:
     """Read, override and validate an experiment file.
 
     Args:
         path: the YAML file.
         overrides: ``dotted.key=value`` strings applied in order before validation.
+        profile: one of the file's ``profiles:``, applied before ``overrides``.
 
     Raises:
         ConfigError: naming the file and key for any problem.
     """
+    raw, profiles = read_raw(path)
+    if profile is not None:
+        raw = apply_profile(raw, profiles, profile, str(path))
+    return _checked(apply_overrides(raw, overrides, origin=str(path)), str(path))
+
+
+def load_profiles(path: str | Path, overrides: Iterable[str] = ()) -> dict[str, ExperimentConfig]:
+    """The file without a profile (key ``""``) and under each of its ``profiles:``, each with
+    ``overrides`` applied and validated: what ``raymix validate`` checks."""
+    raw, profiles = read_raw(path)
+    out = {"": _checked(apply_overrides(raw, overrides, origin=str(path)), str(path))}
+    for name in profiles:
+        origin = f"{path} (profile {name})"
+        out[name] = _checked(
+            apply_overrides(apply_profile(raw, profiles, name, str(path)), overrides, origin),
+            origin,
+        )
+    return out
+
+
+def _checked(raw: dict[str, Any], origin: str) -> ExperimentConfig:
+    cfg = validate(raw, origin=origin)
+    check_strategy(cfg, origin)  # settings that would do nothing: an error or a warning
+    return cfg
+
+
+_PROFILE_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def read_raw(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The file's mapping without its ``profiles:``, and the profiles (name → ``{dotted key:
+    value}``, each entry applied as a ``--set``), checked for shape."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -70,10 +105,39 @@ def load(path: str | Path, overrides: Iterable[str] = ()) -> ExperimentConfig:
         raise ConfigError(
             f"{path}: expected a mapping of keys at the top, got {type(raw).__name__}"
         )
-    raw = apply_overrides(raw, overrides, origin=str(path))
-    cfg = validate(raw, origin=str(path))
-    check_strategy(cfg, str(path))  # settings that would do nothing: an error or a warning
-    return cfg
+    profiles = raw.pop("profiles", None) or {}
+    if not isinstance(profiles, dict):
+        raise ConfigError(
+            f"{path}: profiles: expected a mapping of profile names to overrides, got "
+            f"{type(profiles).__name__}"
+        )
+    for name, entries in profiles.items():
+        if not isinstance(name, str) or not _PROFILE_NAME.match(name):
+            raise ConfigError(f"{path}: profiles: {name!r} is not a name (letters, digits, _ -)")
+        if not isinstance(entries, dict) or not entries:
+            raise ConfigError(
+                f"{path}: profiles.{name}: expected a mapping of dotted keys to values "
+                "(each one a --set), e.g. {model.name: tiny, train.max_steps: 40}"
+            )
+    return raw, profiles
+
+
+def apply_profile(
+    raw: dict[str, Any], profiles: Mapping[str, Mapping[str, Any]], name: str, origin: str
+) -> dict[str, Any]:
+    """``raw`` with profile ``name``'s entries set, each as ``--set key=value`` would."""
+    if name not in profiles:
+        allowed = ", ".join(profiles) if profiles else "none: the file declares no profiles"
+        raise ConfigError(f"{origin}: --profile {name}: no such profile; allowed: {allowed}")
+    out = copy.deepcopy(raw)
+    for key, value in profiles[name].items():
+        try:
+            set_dotted(out, str(key), copy.deepcopy(value))
+        except (KeyError, IndexError, TypeError) as e:
+            raise ConfigError(
+                f"{origin}: profiles.{name}.{key}: {e.args[0] if e.args else e}"
+            ) from None
+    return out
 
 
 def validate(raw: Mapping[str, Any], origin: str) -> ExperimentConfig:

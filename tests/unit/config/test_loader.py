@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from raymix.config import load, validate, with_params
-from raymix.config.loader import parse_value
+from raymix.config.loader import load_profiles, parse_value
 from raymix.errors import ConfigError
 from tests.conftest import ROOT, tiny_experiment
 
@@ -25,8 +25,77 @@ def _write(tmp_path: Path, raw: object, name: str = "exp.yaml") -> Path:
     "path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name
 )
 def test_every_shipped_experiment_validates(path: Path) -> None:
-    cfg = load(path)
-    assert cfg.name and (cfg.mixture.grid or cfg.mixture.space)
+    for name, cfg in load_profiles(path).items():
+        assert cfg.name and (cfg.mixture.grid or cfg.mixture.space), name
+
+
+STUDIES = sorted((ROOT / "experiments").glob("s[0-9]_*.yaml"))
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
+def test_every_study_has_a_toy_profile_that_compiles_its_plans(path: Path) -> None:
+    """A toy profile runs on a fresh clone: built-in sources and a tiny model on CPU, every
+    mixture of its grid compiled to a plan (the data prepared as a trial prepares it)."""
+    from raymix.data.mixture import build_plan
+    from raymix.data.pipeline import prepare_data
+
+    cfg = load(path, profile="toy")
+    assert cfg.model.name == "tiny" and not cfg.scaling.use_gpu
+    assert all(s.path.startswith("synthetic:") for s in cfg.sources)
+    assert cfg.sweep.storage_path is None, "no bucket needed"
+    _, _, sources = prepare_data(cfg)
+    for mixture in cfg.mixture.names:
+        plan = build_plan(cfg, mixture, sources)
+        assert sum(plan.rows_per_source().values()) > 0, mixture
+
+
+def test_a_profile_is_a_set_of_overrides_applied_before_set(tmp_path: Path) -> None:
+    raw = tiny_experiment(train={"lr": 1e-2})
+    raw["profiles"] = {
+        "whole": {"train": {"epochs": 3}, "sources.1.size": 50},
+        "dotted": {"train.epochs": 3},
+        "other": {"seed": 7},
+    }
+    path = _write(tmp_path, raw)
+    base = load(path)
+    assert base.train.lr == pytest.approx(1e-2) and base.seed == 0, "no profile: the file as is"
+    whole = load(path, profile="whole")
+    assert whole.train.epochs == 3 and whole.sources[1].size == 50
+    assert whole.train.lr == pytest.approx(1e-3), "a mapping replaces the whole key (as --set)"
+    dotted = load(path, profile="dotted")
+    assert dotted.train.epochs == 3 and dotted.train.lr == pytest.approx(1e-2)
+    assert load(path, ["train.epochs=5"], profile="dotted").train.epochs == 5, "--set wins"
+    assert set(load_profiles(path)) == {"", "whole", "dotted", "other"}
+
+
+@pytest.mark.parametrize(
+    ("profiles", "flag", "message"),
+    [
+        ({"toy": {"seed": 1}}, "nope", "--profile nope: no such profile; allowed: toy"),
+        (
+            None,
+            "toy",
+            "--profile toy: no such profile; allowed: none: the file declares no profiles",
+        ),
+        ([1, 2], None, "profiles: expected a mapping of profile names to overrides, got list"),
+        ({"toy": {}}, None, "profiles.toy: expected a mapping of dotted keys to values"),
+        ({"t oy": {"seed": 1}}, None, "profiles: 't oy' is not a name"),
+        ({"toy": {"trian.lr": 1}}, None, "(profile toy): trian: unknown key; allowed:"),
+        ({"toy": {"seed.x": 1}}, None, "profiles.toy.seed.x: seed is a int, not a mapping"),
+    ],
+)
+def test_bad_profiles_are_one_error_with_exit_2(
+    tmp_path: Path, profiles: object, flag: str | None, message: str
+) -> None:
+    raw = tiny_experiment()
+    if profiles is not None:
+        raw["profiles"] = profiles
+    path = _write(tmp_path, raw)
+    argv = [sys.executable, "-m", "raymix", "validate", "--schema-only", str(path)]
+    argv += ["--profile", flag] if flag else []
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_defaults_fill_in(tmp_path: Path) -> None:
