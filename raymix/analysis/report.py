@@ -212,7 +212,7 @@ class Settings:
         if self.mixture or not (self.keys or self.k or self.batch or self.beta2):
             out["mixture"] = _mixture_label_of(t)
         for k in self.keys:
-            short, v = _SETTING_KEYS[k], t.params.get(k, "?")
+            short, v = _SETTING_KEYS[k], _short_value(t.params.get(k, "?"))
             out[k] = f"{short} {v}" if short else v
         if self.k and t.params.get("strategy.name") == "dmt":
             out["k"] = f"k {_num(t.params.get('strategy.k')):.4g}"
@@ -228,6 +228,14 @@ class Settings:
         return " · ".join(v for k, v in parts.items() if (not only or k in only) and k not in drop)
 
 
+def _short_value(text: str) -> str:
+    """A param as a label shows it: numbers to 3 significant digits (a sampled lr)."""
+    v = _num(text)
+    if v is None or text.strip().lower() in ("true", "false") or text.isdigit():
+        return text
+    return f"{v:.3g}"
+
+
 def _param(t: Trial, key: str) -> str | None:
     return t.params.get(key)
 
@@ -236,7 +244,7 @@ def _mixture_label_of(t: Trial) -> str:
     label = mixture_label(t.params)
     amount = t.params.get("mixture.total") or t.params.get("mixture.amount")
     if "mixture.weight." in " ".join(t.params) and amount:
-        label += f" ({_fmt(float(amount))})"
+        label += f" ({float(amount):.4g})"
     return label
 
 

@@ -7,6 +7,7 @@ Pydantic v2 models with ``extra="forbid"`` and strict types; every field carries
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -362,9 +363,10 @@ class SpaceParam(Strict):
     randint: tuple[int, int] | None = None
     """Sample an int from [low, high)."""
     when: dict[str, list[Any]] | None = None
-    """Sample this parameter only when another (unconditional) searched parameter takes one of
-    the listed values, e.g. {strategy.name: [dmt]} for DMT's k; otherwise the config's value
-    stays."""
+    """Sample this parameter only when other searched parameters (grid or choice) take one of
+    the listed values, e.g. {strategy.name: [dmt]} for DMT's k, or when the trial's mixture is
+    one of the listed mixture.grid names ({mixture: [all_1]}); otherwise the config's value
+    stays. Conditions may chain (k on strategy.name on mixture), never in a circle."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SpaceParam:
@@ -478,11 +480,13 @@ class SweepConfig(Strict):
     def _conditions(self) -> SweepConfig:
         for key, p in self.space.items():
             for dep, allowed in (p.when or {}).items():
+                if dep == "mixture":  # the grid's mixture names: checked with the grid
+                    continue
                 parent = self.space.get(dep)
-                if parent is None or parent.when is not None:
+                if parent is None or dep == key:
                     raise ValueError(
-                        f"space.{key}.when: {dep!r} must be an unconditional searched parameter; "
-                        f"searched: {', '.join(k for k, q in self.space.items() if not q.when)}"
+                        f"space.{key}.when: {dep!r} must be another searched parameter or "
+                        f"'mixture'; searched: {', '.join(k for k in self.space if k != key) or 'none'}"
                     )
                 values = parent.values()
                 if values is None:
@@ -494,7 +498,29 @@ class SweepConfig(Strict):
                     raise ValueError(
                         f"space.{key}.when.{dep}: {bad or allowed} not among its values {values}"
                     )
+        condition_depths(self.space)  # no cycle
         return self
+
+
+def condition_depths(space: Mapping[str, SpaceParam]) -> dict[str, int]:
+    """How deep each searched parameter's conditions go: 0 without ``when`` (or only on the
+    mixture), else one more than its deepest condition. A parameter is sampled after those it
+    depends on. Raises ValueError on a cycle."""
+    depth: dict[str, int] = {}
+
+    def visit(key: str, path: tuple[str, ...]) -> int:
+        if key in path:
+            raise ValueError(
+                "space: the conditions (when) go round in a circle: " + " -> ".join((*path, key))
+            )
+        if key not in depth:
+            deps = [d for d in space[key].when or {} if d in space]
+            depth[key] = 1 + max((visit(d, (*path, key)) for d in deps), default=-1)
+        return depth[key]
+
+    for key in space:
+        visit(key, ())
+    return depth
 
 
 class ExperimentConfig(Strict):
@@ -547,6 +573,21 @@ class ExperimentConfig(Strict):
                 )
         if self.mixture.space is not None:
             _check_space(self.mixture.space, names)
+        for key, p in self.sweep.space.items():
+            wanted = (p.when or {}).get("mixture")
+            if wanted is None:
+                continue
+            if self.mixture.grid is None:
+                raise ValueError(
+                    f"sweep.space.{key}.when.mixture: conditions on the mixture need "
+                    "mixture.grid (named mixtures)"
+                )
+            bad = [m for m in wanted if m not in self.mixture.grid]
+            if bad or not wanted:
+                raise ValueError(
+                    f"sweep.space.{key}.when.mixture: {bad or wanted} not among mixture.grid's "
+                    f"names {list(self.mixture.grid)}"
+                )
         _check_search(self)
         _check_keep_by(self)
         if self.template == "tokenizer" and self.tokenizer.name == "builtin":

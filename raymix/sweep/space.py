@@ -16,13 +16,12 @@ searched key of ``sweep.space`` that applies (``train.lr``, ``strategy.name``, .
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from raymix.config import with_params
-from raymix.config.schema import ExperimentConfig, SpaceParam
+from raymix.config.schema import ExperimentConfig, SpaceParam, condition_depths
 from raymix.data.simplex import DRAW_EPS, MixturePoint
 
 MIXTURE = "mixture"
@@ -67,12 +66,13 @@ class DefineByRun:
         cfg = self.cfg
         space = cfg.mixture.space
         const: dict[str, Any] = {}
+        const_mixture = None
         if space is None:
             grid = cfg.mixture.names
             if len(grid) == 1:
                 const[MIXTURE] = grid[0]
             else:
-                trial.suggest_categorical(MIXTURE, grid)
+                const_mixture = trial.suggest_categorical(MIXTURE, grid)
         else:
             w = space.weights
             for n in space.simplex([s.name for s in cfg.sources]):
@@ -94,6 +94,8 @@ class DefineByRun:
                 assert a.loguniform is not None
                 trial.suggest_float(AMOUNT, *a.loguniform, log=True)
         chosen: dict[str, Any] = {}
+        if space is None:  # conditions may name the trial's mixture
+            chosen[MIXTURE] = const.get(MIXTURE) or const_mixture
         for key, p in _ordered(cfg.sweep.space):
             if p.when and not all(chosen.get(d) in allowed for d, allowed in p.when.items()):
                 continue
@@ -102,8 +104,9 @@ class DefineByRun:
 
 
 def _ordered(space: Mapping[str, SpaceParam]) -> list[tuple[str, SpaceParam]]:
-    """Unconditional parameters first (conditions refer to them), each group sorted by key."""
-    return sorted(space.items(), key=lambda kv: (kv[1].when is not None, kv[0]))
+    """Each parameter after those its conditions name, each depth sorted by key."""
+    depth = condition_depths(space)
+    return sorted(space.items(), key=lambda kv: (depth[kv[0]], kv[0]))
 
 
 def _suggest(trial: Any, key: str, p: SpaceParam, const: dict[str, Any]) -> Any:
@@ -132,23 +135,18 @@ def grid_points(cfg: ExperimentConfig) -> list[dict[str, Any]]:
         assert cfg.mixture.space is not None
         amounts = cfg.mixture.space.amount.values() or []
         base = [{AMOUNT: a} for a in amounts]
-    space = cfg.sweep.space
-    free = [(k, p.grid) for k, p in sorted(space.items()) if p.grid is not None and not p.when]
-    points = [
-        {**b, **dict(zip([k for k, _ in free], combo, strict=True))}
-        for b in base
-        for combo in itertools.product(*(g for _, g in free))
-    ]
-    out = []
-    for point in points:
-        cond = [
-            (k, p.grid)
-            for k, p in sorted(space.items())
-            if p.when and all(point.get(d) in allowed for d, allowed in p.when.items())
-        ]
-        for combo in itertools.product(*(g or [] for _, g in cond)):
-            out.append({**point, **dict(zip([k for k, _ in cond], combo, strict=True))})
-    return out
+    # each conditional grid parameter expands the points where its condition holds, in the
+    # order of its conditions' depth (k on strategy.name on mixture)
+    points = base
+    for key, p in _ordered(cfg.sweep.space):
+        if p.grid is None:
+            continue
+        out = []
+        for point in points:
+            holds = not p.when or all(point.get(d) in allowed for d, allowed in p.when.items())
+            out += [{**point, key: v} for v in p.grid] if holds else [point]
+        points = out
+    return points
 
 
 def param_space(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -128,6 +128,38 @@ def test_grid_points_expand_conditional_grids_only_where_they_apply() -> None:
     ]
 
 
+def test_conditions_chain_and_may_name_the_grid_mixture() -> None:
+    """Dong et al. in one sweep: the strategies only on the full mixture, DMT's k only for DMT;
+    grid search and the Optuna searchers give the same conditional structure."""
+    import optuna
+
+    from raymix.sweep.space import DefineByRun
+
+    raw = tiny_experiment(
+        sweep={
+            "space": {
+                "strategy.name": {"grid": ["multitask", "dmt"], "when": {"mixture": ["both"]}},
+                "strategy.k": {"grid": [0.1, 0.2], "when": {"strategy.name": ["dmt"]}},
+            }
+        }
+    )
+    cfg = validate(raw, origin="x.yaml")
+    assert grid_points(cfg) == [{"mixture": "math"}, {"mixture": "both", "strategy.name": "multitask"}] + [
+        {"mixture": "both", "strategy.name": "dmt", "strategy.k": k} for k in (0.1, 0.2)
+    ]  # fmt: skip
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        const = DefineByRun(cfg)(trial)
+        p = {**trial.params, **const}
+        seen.add(tuple(sorted(p)))
+        assert ("strategy.name" in p) == (p["mixture"] == "both")
+        assert ("strategy.k" in p) == (p.get("strategy.name") == "dmt")
+        study.tell(trial, 0.0)
+    assert len(seen) == 3, seen
+
+
 def test_a_finite_space_is_a_grid_of_amounts() -> None:
     raw = tiny_experiment(
         mixture={
@@ -257,7 +289,22 @@ def test_searchers_and_schedulers_are_what_the_schema_says() -> None:
         (
             {"grid": {"m": {"math": 10}}},
             {"space": {"strategy.k": {"uniform": [0, 1], "when": {"strategy.name": ["dmt"]}}}},
-            r"'strategy.name' must be an unconditional searched parameter",
+            r"'strategy.name' must be another searched parameter or 'mixture'; searched: none",
+        ),
+        (
+            {"grid": {"m": {"math": 10}}},
+            {
+                "space": {
+                    "train.lr": {"grid": [1e-3], "when": {"train.epochs": [1]}},
+                    "train.epochs": {"grid": [1, 2], "when": {"train.lr": [1e-3]}},
+                }
+            },
+            r"the conditions \(when\) go round in a circle: train.epochs -> train.lr -> train.epochs",
+        ),
+        (
+            {"grid": {"m": {"math": 10}}},
+            {"space": {"train.lr": {"grid": [1e-3], "when": {"mixture": ["nope"]}}}},
+            r"sweep.space.train.lr.when.mixture: \['nope'\] not among mixture.grid's names \['m'\]",
         ),
     ],
 )
