@@ -109,7 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     rec.add_argument(
         "--amount", type=_positive_int,
-        help="with --as-experiment: rows in all (default: the trials' median)",
+        help="rows in all of the recommended mixture: each source's share is bounded by the "
+             "rows its pool holds (default: the trials' median amount)",
+    )  # fmt: skip
+    rec.add_argument(
+        "--allow-upsampling", action="store_true",
+        help="let a source give more rows than its pool holds (repeats): no size bounds",
     )  # fmt: skip
     rep_help = (
         "write a sweep's report (Markdown and one self-contained HTML page with PNG figures: "
@@ -335,6 +340,8 @@ def _recommend(args: argparse.Namespace) -> int:
     import numpy as np
 
     from raymix.analysis.mixing_law import PoorFit, Target, TooFewTrials, recommend
+    from raymix.analysis.regmix import min_trials as regmix_min
+    from raymix.analysis.regmix import recommend as regmix_recommend
     from raymix.analysis.trials import read_trials
     from raymix.errors import ConfigError
     from raymix.tracking import resolve_uri
@@ -365,26 +372,57 @@ def _recommend(args: argparse.Namespace) -> int:
                           f"(its eval metrics: {known})")  # fmt: skip
     logged = np.all([~np.isnan(trials.metrics[t.name]) for t in targets], axis=0)
     values = {t.name: trials.metrics[t.name][logged] for t in targets}
+    amount = args.amount or (int(np.median(trials.rows[logged])) if logged.any() else 0)
+    upper = None
+    if not args.allow_upsampling and len(trials.pools) == len(trials.sources) and amount:
+        upper = [min(1.0, trials.pools[s] / amount) for s in trials.sources]
+        if sum(upper) < 1.0:
+            raise ConfigError(
+                f"--amount {amount}: the sources' pools hold "
+                f"{sum(trials.pools.values())} rows in all; ask for fewer or --allow-upsampling"
+            )
+    shares = trials.shares[logged]
     try:
-        rec = recommend(trials.sources, trials.shares[logged], values, targets,
+        rec = recommend(trials.sources, shares, values, targets, upper=upper,
                         min_r2=args.min_r2, bootstrap=args.bootstrap, seed=args.seed)  # fmt: skip
     except (TooFewTrials, PoorFit) as error:
         raise ConfigError(f"raymix recommend {args.sweep}: {error}") from None
+    regmix = None
+    if shares.shape[0] >= regmix_min(len(trials.sources)):
+        regmix = regmix_recommend(trials.sources, shares, values, targets, upper, args.seed)
     written = None
     if args.as_experiment:
-        amount = args.amount or int(np.median(trials.rows[logged]))
         written = _write_recommended(uri, args.sweep, rec.shares, amount, args.as_experiment)
+    bounds = None if upper is None else dict(zip(trials.sources, upper, strict=True))
     if args.json:
-        print(json.dumps({"shares": rec.shares, "predicted": rec.predicted,
-                          "interval": rec.interval, "loo_r2": rec.loo_r2,
-                          "trials": int(logged.sum()), "experiment": written}, indent=1))  # fmt: skip
+        out = {"shares": rec.shares, "predicted": rec.predicted, "interval": rec.interval,
+               "loo_r2": rec.loo_r2, "trials": int(logged.sum()), "amount": amount,
+               "upper": bounds, "experiment": written,
+               "regmix": None if regmix is None else {
+                   "shares": regmix.shares, "predicted": regmix.predicted,
+                   "loo_r2": regmix.loo_r2}}  # fmt: skip
+        print(json.dumps(out, indent=1))
         return 0
     print(f"mixing law fitted on {int(logged.sum())} finished trials of {args.sweep}")
+    if bounds:
+        print(f"within the sources' pools at {amount} rows: "
+              + ", ".join(f"{s} ≤ {v:.3f}" for s, v in bounds.items()))  # fmt: skip
     print("recommended shares: " + ", ".join(f"{s} {v:.3f}" for s, v in rec.shares.items()))
     for t in targets:
         lo, hi = rec.interval.get(t.name, (float("nan"), float("nan")))
         print(f"  {t.name} ({t.mode}, weight {t.weight:g}): predicted {rec.predicted[t.name]:.4f} "
               f"[{lo:.4f}, {hi:.4f}], leave-one-out R² {rec.loo_r2[t.name]:.3f}")  # fmt: skip
+    if regmix is not None:
+        print(
+            "RegMix (LightGBM) shares:  "
+            + ", ".join(f"{s} {v:.3f}" for s, v in regmix.shares.items())
+        )
+        for t in targets:
+            print(f"  {t.name}: predicted {regmix.predicted[t.name]:.4f}, "
+                  f"leave-one-out R² {regmix.loo_r2[t.name]:.3f}")  # fmt: skip
+    else:
+        print(f"RegMix (LightGBM): needs {regmix_min(len(trials.sources))} finished trials "
+              f"(5 per source), has {int(logged.sum())}")  # fmt: skip
     if written:
         print(f"experiment that trains it: {written}  (raymix sweep {written})")
     return 0

@@ -26,6 +26,9 @@ class Trials:
     rows: np.ndarray
     metrics: dict[str, np.ndarray]
     run_ids: tuple[str, ...]
+    pools: dict[str, int]
+    """Rows each source's training pool holds (``data.<source>.pool_rows``; absent for sweeps
+    made before raymix logged it)."""
 
 
 def trial_runs(uri: str, sweep: str) -> list[Any]:
@@ -83,9 +86,17 @@ def read_trials(uri: str, sweep: str) -> Trials:
         for name in names
     }
     shares = np.array(rows).reshape(len(rows), len(sources))
+    pools = {}
+    for s in sources:
+        seen = [
+            int(v) for r in kept if (v := r.data.params.get(f"data.{s}.pool_rows", "")).isdigit()
+        ]
+        if seen:
+            pools[s] = max(seen)
     return Trials(
-        tuple(sources), shares, np.array(totals), metrics, tuple(r.info.run_id for r in kept)
-    )
+        tuple(sources), shares, np.array(totals), metrics, tuple(r.info.run_id for r in kept),
+        pools,
+    )  # fmt: skip
 
 
 def sweep_config(uri: str, sweep: str) -> str:

@@ -57,7 +57,8 @@ def run_trial(
     spool = spool_dir(storage_path, ctx.get_experiment_name())
     courier = Courier(tracking_uri, spool)
     held = set(tracker.client.get_run(run_id).data.metrics)  # a resumed trial's run has some
-    for record in _trial_records(run_id, cfg, plan, held):
+    pools = {n: len(src.train_ids) for n, src in sources.items()}
+    for record in _trial_records(run_id, cfg, plan, held, pools):
         courier.put(record)
 
     trainer = build_trainer(
@@ -110,12 +111,14 @@ def spool_dir(storage_path: str, experiment_name: str) -> str:
     return f"{storage_path.rstrip('/')}/{experiment_name}/{SPOOL_DIR}"
 
 
-def _trial_records(run_id: str, cfg: ExperimentConfig, plan: Plan, held: set[str]) -> list[Record]:
+def _trial_records(
+    run_id: str, cfg: ExperimentConfig, plan: Plan, held: set[str], pools: dict[str, int]
+) -> list[Record]:
     """The trial's params, its manifest and config artifacts, and its contamination figures
     (those of the metrics ``held`` that the run has from an earlier attempt are left out)."""
     manifest = json.dumps(plan.to_json(), indent=1, sort_keys=True)
     records = [
-        params_record(run_id, trial_params(cfg, plan)),
+        params_record(run_id, trial_params(cfg, plan, pools)),
         Record("text", run_id, {"text": manifest, "name": "manifest.json"}),
         Record("text", run_id, {"text": dump(cfg), "name": "config.yaml"}),
     ]
@@ -126,10 +129,14 @@ def _trial_records(run_id: str, cfg: ExperimentConfig, plan: Plan, held: set[str
     return records
 
 
-def trial_params(cfg: ExperimentConfig, plan: Plan) -> dict[str, Any]:
+def trial_params(
+    cfg: ExperimentConfig, plan: Plan, pools: dict[str, int] | None = None
+) -> dict[str, Any]:
     """The child run's params: flattened config (dots), the mixture name, rows per source; for
     a point of mixture.space its shares (``mixture.weight.<source>``), amount, unit and total;
-    and per source the rows dropped before sampling (``data.<source>.dropped.<reason>``), its
+    per source the rows its training pool holds (``data.<source>.pool_rows``, what a
+    recommended mixture may draw without upsampling: after the held-out split and a
+    contamination drop), the rows dropped before sampling (``data.<source>.dropped.<reason>``), its
     emptied sub-tasks (``data.<source>.lost_subtasks``) and the tokens truncation cuts
     (``data.<source>.tokens``, ``.truncated_tokens``, ``.truncated_share``)."""
     raw = cfg.model_dump(mode="json")
@@ -150,6 +157,8 @@ def trial_params(cfg: ExperimentConfig, plan: Plan) -> dict[str, Any]:
         params["mixture.amount"] = point["amount"]
         params["mixture.unit"] = point["unit"]
         params["mixture.total"] = point["total"]
+    for name, n in (pools or {}).items():
+        params[f"data.{name}.pool_rows"] = n - plan.dropped.get(name, {}).get("contamination", 0)
     for name, reasons in plan.dropped.items():
         for reason, n in reasons.items():
             params[f"data.{name}.dropped.{reason}"] = n

@@ -86,3 +86,34 @@ def test_too_few_trials_or_a_poor_fit_are_refused() -> None:
     noise = {t.name: np.random.default_rng(3).normal(size=20) for t in TARGETS}
     with pytest.raises(PoorFit, match="leave-one-out R² below 0.5: eval/loss/math"):
         recommend(SOURCES, shares, noise, TARGETS)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_regmix_recovers_the_optimum_from_30_trials_and_keeps_within_bounds(seed: int) -> None:
+    from raymix.analysis import regmix
+
+    shares, values = _trials(30, noise=0.005, seed=seed)
+    truth = optimum(list(TRUE.values()), TARGETS)
+    got = regmix.recommend(SOURCES, shares, values, TARGETS, seed=seed)
+    r = np.array([got.shares[s] for s in SOURCES])
+    assert np.abs(r - truth).max() < 0.05, (r, truth)
+    again = regmix.recommend(SOURCES, shares, values, TARGETS, seed=seed)
+    assert again.shares == got.shares, "deterministic from its seed"
+    capped = regmix.recommend(SOURCES, shares, values, TARGETS, upper=[0.3, 1, 1], seed=seed)
+    assert capped.shares["math"] <= 0.3 + 1e-9
+    with pytest.raises(TooFewTrials, match="needs at least 15"):
+        regmix.recommend(SOURCES, shares[:14], {k: v[:14] for k, v in values.items()}, TARGETS)
+
+
+def test_regmix_predictions_are_lightgbms() -> None:
+    """The regression is LightGBM's own: refitted directly with the same settings, it predicts
+    the same values."""
+    from lightgbm import LGBMRegressor
+
+    from raymix.analysis import regmix
+
+    shares, values = _trials(30, noise=0.005)
+    ours = regmix.fit(shares, values["eval/loss/math"], seed=3)
+    theirs = LGBMRegressor(random_state=3, **regmix.PARAMS).fit(shares, values["eval/loss/math"])
+    probe = np.random.default_rng(1).dirichlet(np.ones(3), size=20)
+    assert np.allclose(ours.predict(probe), theirs.predict(probe))

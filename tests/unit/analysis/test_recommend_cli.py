@@ -24,8 +24,11 @@ TARGET = ",".join(f"{t.name}={t.mode}" for t in TARGETS)
 WEIGHTS = ",".join(f"{t.name}={t.weight:g}" for t in TARGETS)
 
 
-def _store(tmp: Path, n: int, seed: int = 0) -> tuple[str, str]:
-    """A sweep of ``n`` finished trials at Dirichlet points, plus one trial that failed."""
+def _store(
+    tmp: Path, n: int, seed: int = 0, pools: dict[str, int] | None = None
+) -> tuple[str, str]:
+    """A sweep of ``n`` finished trials at Dirichlet points, plus one trial that failed; with
+    ``pools``, each trial says how many rows each source's pool holds."""
     uri = f"sqlite:///{tmp}/m.db"
     t = MlflowTracker(uri)
     exp = t.experiment_id("lawful")
@@ -41,6 +44,7 @@ def _store(tmp: Path, n: int, seed: int = 0) -> tuple[str, str]:
         for s, w in zip(SOURCES, share, strict=True):
             params[f"mixture.weight.{s}"] = round(float(w), 6)
             params[f"mixture.{s}"] = round(float(w) * 1000)
+        params |= {f"data.{s}.pool_rows": v for s, v in (pools or {}).items()}
         t.log(params_record(run, params))
         metrics = {k: float(law(share)[0] + rng.normal(0, 0.003)) for k, law in TRUE.items()}
         t.log(metrics_record(run, metrics, step=90))
@@ -115,3 +119,46 @@ def test_the_recommendation_is_written_as_an_experiment_that_validates(tmp_path:
     assert median.returncode == 0, median.stderr[-2000:]
     grid = yaml.safe_load((tmp_path / "median.yaml").read_text())["mixture"]["grid"]
     assert sum(grid["recommended"].values()) == pytest.approx(1000, abs=4), "the trials' median"
+
+
+def test_the_sources_pools_bound_the_recommendation(tmp_path: Path) -> None:
+    """A math pool of 300 rows caps math at 0.3 of a 1000-row mixture (the unbounded optimum
+    wants about 0.45): the recommendation is the bounded optimum; --allow-upsampling lifts it."""
+    pools = {"math": 300, "code": 5000, "general": 5000}
+    uri, parent = _store(tmp_path, 24, pools=pools)
+    upper = [min(1.0, pools[s] / 1000) for s in SOURCES]
+    truth = optimum(list(TRUE.values()), TARGETS)
+    bounded = optimum(list(TRUE.values()), TARGETS, upper=upper)
+    assert truth[0] > 0.4 and bounded[0] == pytest.approx(0.3, abs=1e-6)
+    out = _recommend(uri, parent, "--target", TARGET, "--weights", WEIGHTS, "--bootstrap", "0",
+                     "--amount", "1000", "--json")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    rec = json.loads(out.stdout)
+    assert rec["upper"] == dict(zip(SOURCES, upper, strict=True)) and rec["amount"] == 1000
+    got = np.array([rec["shares"][s] for s in SOURCES])
+    assert got[0] <= 0.3 + 1e-9 and np.abs(got - bounded).max() < 0.02, (got, bounded)
+    free = json.loads(_recommend(uri, parent, "--target", TARGET, "--weights", WEIGHTS,
+                                 "--bootstrap", "0", "--amount", "1000", "--json",
+                                 "--allow-upsampling").stdout)  # fmt: skip
+    assert free["upper"] is None and free["shares"]["math"] > 0.4
+    small = _recommend(uri, parent, "--target", TARGET, "--amount", "20000")
+    assert small.returncode == 2 and "the sources' pools hold 10300 rows in all" in small.stderr
+
+
+def test_regmix_joins_with_five_trials_per_source(tmp_path: Path) -> None:
+    """RegMix's LightGBM regression is fitted beside the law from 15 trials for 3 sources; its
+    mixture is close to the law's optimum on 30 trials."""
+    uri, parent = _store(tmp_path, 30)
+    out = _recommend(uri, parent, "--target", TARGET, "--weights", WEIGHTS, "--bootstrap", "0",
+                     "--json")  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    reg = json.loads(out.stdout)["regmix"]
+    truth = optimum(list(TRUE.values()), TARGETS)
+    got = np.array([reg["shares"][s] for s in SOURCES])
+    assert sum(got) == pytest.approx(1.0) and np.abs(got - truth).max() < 0.06, (got, truth)
+    assert min(reg["loo_r2"].values()) > 0.9
+    text = _recommend(uri, parent, "--target", TARGET, "--bootstrap", "0")
+    assert "RegMix (LightGBM) shares:" in text.stdout
+    few_uri, few = _store(tmp_path / "few", 12)
+    text = _recommend(few_uri, few, "--target", TARGET, "--bootstrap", "0")
+    assert "RegMix (LightGBM): needs 15 finished trials (5 per source), has 12" in text.stdout
