@@ -124,14 +124,19 @@ def optimum(
     targets: Sequence[Target],
     upper: Sequence[float] | None = None,
     seed: int = 0,
+    lower: Sequence[float] | None = None,
 ) -> Array:
-    """The shares on the simplex minimising Σ w · s · L(r), each share within [0, upper_j]."""
+    """The shares on the simplex minimising Σ w · s · L(r), each share within
+    [lower_j, upper_j] (default [0, 1])."""
     from scipy.optimize import minimize
 
     m = len(laws[0].t)
     hi = np.ones(m) if upper is None else np.minimum(np.asarray(upper, dtype=np.float64), 1.0)
-    if hi.sum() < 1.0 - 1e-12:
-        raise ValueError(f"the sources' bounds {hi.tolist()} cannot make a whole mixture")
+    lo = np.zeros(m) if lower is None else np.maximum(np.asarray(lower, dtype=np.float64), 0.0)
+    if hi.sum() < 1.0 - 1e-12 or lo.sum() > 1.0 + 1e-12 or np.any(lo > hi):
+        raise ValueError(
+            f"the sources' bounds {lo.tolist()} .. {hi.tolist()} cannot make a whole mixture"
+        )
 
     def objective(r: Array) -> float:
         return float(
@@ -142,13 +147,13 @@ def optimum(
     starts = [np.full(m, 1.0 / m), *np.eye(m), *rng.dirichlet(np.ones(m), size=8)]
     best = None
     for start in starts:
-        x0 = _into_bounds(start, hi)
+        x0 = into_bounds(start, hi, lo)
         found = minimize(
-            objective, x0, method="SLSQP", bounds=[(0.0, h) for h in hi],
+            objective, x0, method="SLSQP", bounds=list(zip(lo, hi, strict=True)),
             constraints=[{"type": "eq", "fun": lambda r: float(np.sum(r) - 1.0)}],
             options={"ftol": 1e-12, "maxiter": 500},
         )  # fmt: skip
-        x = _into_bounds(np.clip(found.x, 0.0, hi), hi)
+        x = into_bounds(np.clip(found.x, lo, hi), hi, lo)
         value = objective(x)
         if best is None or value < best[0] - 1e-12:
             best = (value, x)
@@ -216,15 +221,16 @@ def recommend(
     )
 
 
-def _into_bounds(r: Array, hi: Array) -> Array:
-    """``r`` moved onto {Σ r = 1, 0 ≤ r ≤ hi}: what exceeds a bound goes to the others."""
-    x = np.clip(np.asarray(r, dtype=np.float64), 0.0, hi)
+def into_bounds(r: Array, hi: Array, lo: Array | None = None) -> Array:
+    """``r`` moved onto {Σ r = 1, lo ≤ r ≤ hi}: what exceeds a bound goes to the others."""
+    low = np.zeros_like(hi) if lo is None else lo
+    x = np.clip(np.asarray(r, dtype=np.float64), low, hi)
     for _ in range(len(x) + 1):
         gap = 1.0 - x.sum()
         if abs(gap) < 1e-12:
             break
-        room = (hi - x) if gap > 0 else x
+        room = (hi - x) if gap > 0 else (x - low)
         if room.sum() <= 0:
             break
-        x = np.clip(x + gap * room / room.sum(), 0.0, hi)
+        x = np.clip(x + gap * room / room.sum(), low, hi)
     return x

@@ -393,12 +393,16 @@ class SpaceParam(Strict):
 class SearchConfig(Strict):
     """Which searcher picks the trials' points."""
 
-    algorithm: Literal["grid", "random", "tpe", "nsga2"] = "grid"
+    algorithm: Literal["grid", "random", "tpe", "nsga2", "mixing_law"] = "grid"
     """grid: Tune's variant generator, every grid value crossed (mixture.grid names and grid
     parameters), the rest sampled num_samples times; needs mixture.grid or a finite
     mixture.space. random, tpe, nsga2: Optuna's RandomSampler, TPESampler or NSGAIISampler
     through Tune's OptunaSearch with a define-by-run space (conditional parameters sampled only
-    when they apply); num_samples is then the number of trials."""
+    when they apply); num_samples is then the number of trials. mixing_law: after
+    n_startup_trials random trials (default 2 x (sources + 2)), each next mixture is the
+    optimum of Ye et al.'s mixing law fitted to sweep.metric on the finished trials, perturbed
+    (Dirichlet around it), or with probability `explore` a random one; needs mixture.space with
+    Dirichlet weights; the amount and sweep.space's parameters are drawn at random."""
     seed: NonNegInt | None = None
     """Seed of the searcher (default: the experiment's seed): the same seed tries the same points
     when trials run one at a time."""
@@ -408,7 +412,15 @@ class SearchConfig(Strict):
     modes: list[Literal["min", "max"]] | None = None
     """min or max per metric of `metrics`."""
     n_startup_trials: PositiveInt = 4
-    """tpe: random trials before the model of good points takes over (Optuna's default is 10)."""
+    """tpe, mixing_law: random trials before the model of good points takes over (Optuna's
+    default is 10; mixing_law's default is 2 x (sources + 2), and never fewer than sources + 2
+    whatever this says)."""
+    explore: Annotated[float, Field(ge=0, le=1)] = 0.2
+    """mixing_law: the chance that a next trial is drawn at random instead of near the law's
+    optimum."""
+    concentration: PositiveFloat = 200.0
+    """mixing_law: how tightly a next mixture clusters around the law's optimum (the Dirichlet
+    concentration; higher is closer)."""
 
     @model_validator(mode="after")
     def _objectives(self) -> SearchConfig:
@@ -651,6 +663,14 @@ LOSS_METRICS = "eval/loss/"
 def _check_search(cfg: ExperimentConfig) -> None:
     """The searcher can search this space; the scheduler has a held-out loss to compare."""
     sw, names = cfg.sweep, [s.name for s in cfg.sources]
+    if sw.search.algorithm == "mixing_law":
+        space = cfg.mixture.space
+        if space is None or space.weights.dirichlet is None:
+            raise ValueError(
+                "sweep.search.algorithm: mixing_law proposes shares, so it needs mixture.space "
+                "with Dirichlet weights (weights: {dirichlet: 1.0}); use grid, random or tpe "
+                "otherwise"
+            )
     if sw.search.algorithm == "grid":
         space = cfg.mixture.space
         if space is not None and (space.amount.values() is None or not space.weights.natural):

@@ -175,10 +175,14 @@ def _domain(p: SpaceParam) -> Any:
 
 
 def sampler(cfg: ExperimentConfig) -> Any:
-    """The Optuna sampler of ``sweep.search`` (random, tpe or nsga2), seeded."""
+    """The Optuna sampler of ``sweep.search`` (random, tpe, nsga2 or mixing_law), seeded."""
     import optuna
 
     s, seed = cfg.sweep.search, search_seed(cfg)
+    if s.algorithm == "mixing_law":
+        from raymix.sweep.law_sampler import MixingLawSampler
+
+        return MixingLawSampler(cfg, seed)
     if s.algorithm == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if s.algorithm == "nsga2":

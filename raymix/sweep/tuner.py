@@ -422,11 +422,12 @@ def search_algorithm(cfg: ExperimentConfig) -> tuple[Any, dict[str, Any]]:
         generator = BasicVariantGenerator(random_state=search_seed(cfg), max_concurrent=limit)
         return generator, param_space(cfg)
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     metric, mode = objectives(cfg)
-    return OptunaSearch(DefineByRun(cfg), metric=metric, mode=mode, sampler=sampler(cfg)), {}
+    from raymix.sweep.optuna_search import LossKeepingSearch
+
+    return LossKeepingSearch(DefineByRun(cfg), metric=metric, mode=mode, sampler=sampler(cfg)), {}
 
 
 def scheduler(cfg: ExperimentConfig) -> Any:
