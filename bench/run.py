@@ -13,7 +13,7 @@ BENCHES = [
     "trial_throughput.py",
     "trial_overhead.py",  # per-trial fixed cost against the no-op and DeepSpeed floors
     "asha.py",  # trial-steps of ASHA vs the full grid, and whether it keeps the grid's best
-    "search.py",  # random vs Optuna TPE, the same budget of trials, 3 seeds
+    "search.py",  # stratified, random, Optuna TPE and the mixing law: the same budget, 3 seeds
     "sandbox.py",  # the forge-proof HumanEval verdict (two processes) vs one program
 ]
 

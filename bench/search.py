@@ -1,31 +1,31 @@
-"""Benchmark: Optuna TPE against random search with the same budget of trials on the same space.
+"""Benchmark: the mixture searchers at the same budget of trials on the same space, 3 seeds.
 
-experiments/search_quickstart.yaml's space, unchanged (its mixture.space: weights on the simplex
-over the three built-in sources, an amount in examples; its sweep.space: the learning rate, the
-strategy, DMT's k when the strategy is dmt), without its scheduler, so every trial runs to the
-end and its final ``eval/loss/weighted`` (min) counts. Each sweep is ``N`` trials, one at a time,
-with ``sweep.search.algorithm`` random or tpe (``n_startup_trials`` = ``STARTUP`` < ``N``: TPE's
-first ``STARTUP`` points are random, its model picks the rest), for each of ``SEEDS``
-(``sweep.search.seed``), interleaved in one Ray session: random seed 0, tpe seed 0, random seed 1,
-and so on. The experiment's own seed (data, model init) stays 0, so a point's trial is the same
-whichever searcher proposes it; TPE's start-up points are the random searcher's with the same
-seed (checked and printed), so the two sides differ only after them.
+experiments/search_quickstart.yaml's mixture space (weights on the simplex over the three built-in
+sources, Dirichlet(1), general at least 0.1) with everything else fixed, so that only the mixture
+differs between trials: the amount at ``AMOUNT`` examples, multi-task, its base learning rate,
+one epoch (``AMOUNT / 32`` optimizer steps), no scheduler, no generation task; the compared
+metric is each trial's final ``eval/loss/weighted`` (the mean of the three held-out losses).
 
-The budget: a trial costs about 45 s here whatever it trains (Ray, worker and DeepSpeed
-start-up), so 2 searchers x 3 seeds x ``N`` trials must fit in about 25 minutes: ``N`` = 4 with
-2 start-up trials (24 trials: 18.5 minutes measured on a quiet machine), not 6 (36 trials, about
-28 minutes; 5 would be about 23). Trials are shortened to ``EPOCHS`` epoch (the file's amount, so
-``amount / 32`` optimizer steps), with no evaluation during training (no scheduler reads one)
-and no generation task at the end (``eval.tasks: []``: the compared metric is the held-out
-loss, computed at the end as always). With one epoch, a larger amount also means more steps,
-so part of what a searcher can learn here is "more data, higher learning rate".
+Searchers, each ``N`` trials one at a time, for each of ``SEEDS`` (``sweep.search.seed``),
+interleaved in one Ray session (seed 0: every searcher, then seed 1, ...):
+
+- ``stratified``: the uniform mixture (Aioli's baseline: equal shares of the sources), one trial
+  (it does not depend on the searcher's seed: the experiment's seed, data and model init, is 0
+  for every sweep);
+- ``random``: Optuna's RandomSampler;
+- ``tpe``: Optuna's multivariate TPE, ``STARTUP`` random trials first;
+- ``mixing_law``: raymix's mixing-law sampler, the same ``STARTUP`` random trials, then the
+  optimum of the laws fitted per source's held-out loss (explore 0.2).
+
+The start-up trials of tpe and mixing_law are the random searcher's with the same seed (checked
+and printed), so the three differ only after them.
 
 Everything is read back from MLflow (the sweep's child runs, in start order). Printed: per seed
-the best metric after ``N`` trials for each searcher and their ratio, the medians over seeds and
-their ratio with the min-max, the median best-so-far after each trial, and the walls.
+the best metric after ``N`` trials of each searcher, the medians over seeds with the min-max and
+their ratio to random's, the median best-so-far after each trial, the walls, and every trial.
 
-``--smoke`` runs 3 trials (2 random ones for TPE) of 1 seed, to check the code path and time a
-trial (its figures mean nothing).
+``--trials N`` and ``--startup S`` change the budget (default 8 and 5); ``--smoke`` runs 6 trials
+(5 random) of 1 seed to check the code path (its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -45,14 +45,15 @@ from raymix.config import ExperimentConfig, load  # noqa: E402
 from raymix.sweep.tuner import init_ray, run_sweep  # noqa: E402
 from raymix.tracking import MlflowTracker, resolve_uri  # noqa: E402
 
-N = 4  # trials per sweep
-STARTUP = 2  # TPE's random start-up trials
+N = 8  # trials per sweep
+STARTUP = 5  # random start-up trials of tpe and mixing_law (the law needs sources + 2)
 SEEDS = (0, 1, 2)
-ALGORITHMS = ("random", "tpe")
+ALGORITHMS = ("stratified", "random", "tpe", "mixing_law")
+AMOUNT = 1500
 EPOCHS = 1
 METRIC = "eval/loss/weighted"
 
-SMOKE = {"n": 3, "startup": 2, "seeds": (0,)}
+SMOKE = {"n": 6, "startup": 5, "seeds": (0,)}
 
 
 @dataclass
@@ -76,12 +77,20 @@ class Sweep:
         return out
 
 
-def _config(tmp: str, algorithm: str, seed: int, smoke: bool) -> ExperimentConfig:
-    n, startup = (SMOKE["n"], SMOKE["startup"]) if smoke else (N, STARTUP)
-    overrides = [
+def _config(tmp: str, algorithm: str, seed: int, n: int, startup: int) -> ExperimentConfig:
+    search = algorithm
+    overrides = []
+    if algorithm == "stratified":  # equal shares: the space's weights pinned to one point
+        search, n = "random", 1
+        overrides.append(
+            "mixture.space.weights={ranges: {math: [1, 1], code: [1, 1], general: [1, 1]}}"
+        )
+    overrides += [
         "sweep.scheduler={name: none}",
+        "sweep.space={}",
         f"sweep.num_samples={n}",
-        f"sweep.search={{algorithm: {algorithm}, seed: {seed}, n_startup_trials: {startup}}}",
+        f"sweep.search={{algorithm: {search}, seed: {seed}, n_startup_trials: {startup}}}",
+        f"mixture.space.amount={{unit: examples, fixed: {AMOUNT}}}",
         f"train.epochs={EPOCHS}",
         "train.eval_every=null",
         "train.report_every=100000",
@@ -99,12 +108,7 @@ def _point(params: dict[str, str]) -> str:
     shares = "/".join(
         f"{float(params[f'mixture.weight.{s}']):.2f}" for s in ("math", "code", "general")
     )
-    strategy = params["strategy.name"]
-    if strategy == "dmt":
-        strategy += f"(k={float(params['strategy.k']):.3f})"
-    return (
-        f"m/c/g {shares} x{params['mixture.total']} {strategy} lr {float(params['train.lr']):.1e}"
-    )
+    return f"m/c/g {shares} x{params['mixture.total']}"
 
 
 def run(cfg: ExperimentConfig, algorithm: str, seed: int) -> Sweep:
@@ -134,65 +138,68 @@ def _spread(values: list[float], fmt: str = ".4f") -> str:
 
 def main() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    smoke = "--smoke" in sys.argv[1:]
+    args = sys.argv[1:]
+    smoke = "--smoke" in args
+    n = int(args[args.index("--trials") + 1]) if "--trials" in args else N
+    startup = int(args[args.index("--startup") + 1]) if "--startup" in args else STARTUP
+    if smoke:
+        n, startup = SMOKE["n"], SMOKE["startup"]
     seeds = SMOKE["seeds"] if smoke else SEEDS
     sweeps: dict[tuple[str, int], Sweep] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        first = _config(tmp, ALGORITHMS[0], seeds[0], smoke)
+        first = _config(tmp, "random", seeds[0], n, startup)
         init_ray(first, resolve_uri(first.tracking.uri), None)  # one session for every sweep
         for seed in seeds:
             for algorithm in ALGORITHMS:
-                cfg = _config(tmp, algorithm, seed, smoke)
+                if algorithm == "stratified" and seed != seeds[0]:
+                    sweeps[algorithm, seed] = sweeps[algorithm, seeds[0]]  # the same one trial
+                    continue
+                cfg = _config(tmp, algorithm, seed, n, startup)
                 sweeps[algorithm, seed] = run(cfg, algorithm, seed)
-    report(sweeps, seeds, first, smoke)
+    report(sweeps, seeds, n, startup, smoke)
 
 
 def report(
-    sweeps: dict[tuple[str, int], Sweep], seeds: tuple[int, ...], cfg: ExperimentConfig, smoke: bool
-) -> None:
-    n, startup = cfg.sweep.num_samples, cfg.sweep.search.n_startup_trials
-    assert cfg.mixture.space is not None and cfg.mixture.space.amount.loguniform is not None
-    lo, hi = cfg.mixture.space.amount.loguniform
-    batch = cfg.train.micro_batch_size * cfg.scaling.num_workers
-    amount = f"{lo:g}-{hi:g} examples, about {-(-int(lo) // batch)}-{-(-int(hi) // batch)} steps"
+    sweeps: dict[tuple[str, int], Sweep], seeds: tuple[int, ...], n: int, startup: int,
+    smoke: bool,
+) -> None:  # fmt: skip
     print()
     print(
         f"bench/search{' --smoke (code path only, figures meaningless)' if smoke else ''}: "
-        f"random vs TPE (n_startup_trials {startup}), {n} trials a sweep, seeds "
+        f"{', '.join(ALGORITHMS)}; {n} trials a sweep ({startup} random start-up trials for tpe "
+        f"and mixing_law; stratified: the uniform mixture, 1 trial), seeds "
         f"{', '.join(map(str, seeds))}, interleaved in one Ray session; search_quickstart's "
-        f"space (amount {amount}), {EPOCHS} epoch a trial, no scheduler, no "
-        f"generation task; "
-        f"best {METRIC} (min) after {n} trials"
+        f"mixture space at {AMOUNT} examples, {EPOCHS} epoch, multi-task, no scheduler, no "
+        f"generation task; best {METRIC} (min)"
     )
+    searched = [a for a in ALGORITHMS if a != "stratified"]
     for seed in seeds:
-        r, t = sweeps["random", seed], sweeps["tpe", seed]
-        same = sum(a == b for a, b in zip(r.points[:startup], t.points[:startup], strict=True))
+        r = sweeps["random", seed]
+        same = {
+            a: sum(x == y for x, y in zip(r.points[:startup], sweeps[a, seed].points[:startup],
+                                          strict=True))
+            for a in ("tpe", "mixing_law")
+        }  # fmt: skip
         print(
-            f"  seed {seed}: random {r.curve[-1]:.4f}, tpe {t.curve[-1]:.4f}, ratio tpe/random "
-            f"{t.curve[-1] / r.curve[-1]:.3f}; TPE start-up points = random's: "
-            f"{same}/{startup}; wall random {r.wall:.0f} s, tpe {t.wall:.0f} s"
+            f"  seed {seed}: "
+            + ", ".join(f"{a} {sweeps[a, seed].curve[-1]:.4f}" for a in ALGORITHMS)
+            + "; start-up points = random's: "
+            + ", ".join(f"{a} {v}/{startup}" for a, v in same.items())
         )
     best = {a: [sweeps[a, s].curve[-1] for s in seeds] for a in ALGORITHMS}
     med = {a: statistics.median(v) for a, v in best.items()}
-    per_seed = [t / r for t, r in zip(best["tpe"], best["random"], strict=True)]
-    print(
-        f"  median best   random {med['random']:.4f} ({_spread(best['random'])}), tpe "
-        f"{med['tpe']:.4f} ({_spread(best['tpe'])}): ratio tpe/random {med['tpe'] / med['random']:.3f}"
-        f" (per-seed ratios {_spread(per_seed, '.3f')}; below 1: TPE found a lower loss)"
-    )
+    print("  median best over seeds (min-max), and its ratio to random's (below 1: lower loss):")
+    for a in ALGORITHMS:
+        print(f"    {a:11} {med[a]:.4f} ({_spread(best[a])})  ratio {med[a] / med['random']:.4f}")
     print("  median best-so-far after trial k (over seeds):")
-    print(f"    {'k':>3} {'random':>8} {'tpe':>8} {'tpe/random':>10}")
+    print("    " + f"{'k':>3} " + " ".join(f"{a:>11}" for a in searched))
     for k in range(n):
-        r_k = statistics.median(sweeps["random", s].curve[k] for s in seeds)
-        t_k = statistics.median(sweeps["tpe", s].curve[k] for s in seeds)
-        note = "  (TPE's random start-up)" if k < startup else ""
-        print(f"    {k + 1:>3} {r_k:8.4f} {t_k:8.4f} {t_k / r_k:10.3f}{note}")
-    walls = {a: [sweeps[a, s].wall for s in seeds] for a in ALGORITHMS}
-    print(
-        f"  wall per sweep (run_sweep, Ray up)  random {statistics.median(walls['random']):.0f} s "
-        f"({_spread(walls['random'], '.0f')}), tpe {statistics.median(walls['tpe']):.0f} s "
-        f"({_spread(walls['tpe'], '.0f')})"
-    )
+        row = [statistics.median(sweeps[a, s].curve[k] for s in seeds) for a in searched]
+        note = "  (random start-up)" if k < startup else ""
+        print(f"    {k + 1:>3} " + " ".join(f"{v:11.4f}" for v in row) + note)
+    walls = {a: [sweeps[a, s].wall for s in seeds] for a in searched}
+    print("  wall per sweep (run_sweep, Ray up): " + ", ".join(
+        f"{a} {statistics.median(w):.0f} s ({_spread(w, '.0f')})" for a, w in walls.items()))  # fmt: skip
     trial_walls = [w for sw in sweeps.values() for w in sw.trial_walls]
     eval_s = [e for sw in sweeps.values() for e in sw.eval_s]
     print(
@@ -204,7 +211,7 @@ def report(
         for a in ALGORITHMS:
             sw = sweeps[a, seed]
             for i, (v, p) in enumerate(zip(sw.finals, sw.points, strict=True)):
-                print(f"    {a:6} seed {seed} #{i + 1}: {v:.4f}  {p}")
+                print(f"    {a:11} seed {seed} #{i + 1}: {v:.4f}  {p}")
 
 
 if __name__ == "__main__":
