@@ -100,8 +100,9 @@ def eval_metrics(trials: Iterable[Trial]) -> list[str]:
 
 
 def headline(trials: Sequence[Trial]) -> dict[str, str]:
-    """Per ability, the one score that stands for it (``eval/<ability>/<score>``); where fewer
-    than two abilities have scores, the held-out loss per source instead."""
+    """Per ability, the one score that stands for it (``eval/<ability>/<score>``: the first of
+    :data:`SCORE_PREFERENCE` with 3 distinct values or more across the trials); where fewer
+    than two abilities have such a score, the held-out loss per source instead."""
     by_ability: dict[str, list[str]] = defaultdict(list)
     for m in eval_metrics(trials):
         parts = m.split("/")
@@ -109,13 +110,23 @@ def headline(trials: Sequence[Trial]) -> dict[str, str]:
             by_ability[parts[1]].append(parts[2])
     out = {}
     for ability, scores in by_ability.items():
-        pick = next((s for s in SCORE_PREFERENCE if s in scores), sorted(scores)[0])
-        out[ability] = f"eval/{ability}/{pick}"
+        # the preferred score that tells trials apart (a score at 0 for every trial, as a toy
+        # model's generations can be, says nothing)
+        ranked = [s for s in SCORE_PREFERENCE if s in scores] + sorted(scores)
+        telling = [s for s in ranked if _distinct(trials, f"eval/{ability}/{s}") >= 3]
+        if telling:
+            out[ability] = f"eval/{ability}/{telling[0]}"
     if len(out) >= 2:
         return out
     losses = [m for m in eval_metrics(trials) if m.startswith("eval/loss/")]
     per_source = {m.split("/")[2]: m for m in losses if m.split("/")[2] not in ("mean", "weighted")}
     return per_source if len(per_source) >= 2 else out
+
+
+def _distinct(trials: Sequence[Trial], metric: str) -> int:
+    return len(
+        {t.metrics[metric] for t in trials if not math.isnan(t.metrics.get(metric, math.nan))}
+    )
 
 
 def heldout_metric(trials: Sequence[Trial]) -> str | None:
@@ -385,8 +396,8 @@ def build_report(sweeps: Sequence[Sweep], out: Path) -> Report:
         sections.append(_strategies(done, settings, metrics, heads, figdir))  # empty: dropped
     if done and heads:
         optional = (
-            _scaling(sweeps, done, heads, figdir),
-            _ratios(sweeps, done, heads, figdir),
+            _scaling(sweeps, done, heads, settings, figdir),
+            _ratios(sweeps, _modal_context(done, settings), heads, figdir),
             _hyper(done, heads, figdir),
             _pareto(done, heads, settings, figdir),
         )
@@ -474,10 +485,11 @@ def _strategies(
                 if (v := [t.metrics[m] for t in ts if m in t.metrics])
             }  # fmt: skip
         name = "dmt_k.png" if len(compared) == 1 else f"dmt_k_{len(sec.blocks)}.png"
-        path = figures.curves(figdir / name, panels, "DMT k (general data replayed)",
+        path = figures.curves(figdir / name, panels, "DMT k (specialised data replayed)",
                               log2x=True, refs=refs)  # fmt: skip
-        sec.blocks.append(Figure(path, "DMT's k: the share of the first stage's data replayed "
-                                       "with the general data; dashed: the other strategies."))  # fmt: skip
+        sec.blocks.append(Figure(path, "DMT's k: the share of the specialised (first-stage) data "
+                                       "replayed beside the general data in the second stage; "
+                                       "dashed: the other strategies."))  # fmt: skip
     return sec
 
 
@@ -492,15 +504,37 @@ def _means(
     return sorted((xv, statistics.fmean(ys)) for xv, ys in by.items())
 
 
+def _modal_context(done: Sequence[Trial], settings: Settings) -> list[Trial]:
+    """The trials sharing the most common setting of everything but the mixture (a strategy, a
+    learning rate...): what a curve over the mixture holds fixed."""
+    groups = _group(done, lambda t: settings.label(t, drop=("mixture",)))
+    return max(groups.values(), key=len)
+
+
+def _composition(t: Trial, sources: Sequence[str]) -> tuple[float, ...]:
+    total = sum(t.rows(s) for s in sources) or 1
+    return tuple(round(t.rows(s) / total / 0.02) * 0.02 for s in sources)
+
+
 def _scaling(
-    sweeps: Sequence[Sweep], done: Sequence[Trial], heads: dict[str, str], figdir: Path
-) -> Section | None:
+    sweeps: Sequence[Sweep], done: Sequence[Trial], heads: dict[str, str], settings: Settings,
+    figdir: Path,
+) -> Section | None:  # fmt: skip
     """Dong et al.'s Figure 1: each ability's score against the rows of its own data (log2),
-    trained alone (individual) or with the other sources (mixed)."""
+    trained alone (individual) or mixed with the other sources in the sweep's most common
+    composition (mixed), everything else at its most common setting."""
     ability = {src: s.ability(src) for s in sweeps for src in s.sources}
+    done = _modal_context(done, settings)
     totals = {sum(t.rows(s) for s in ability) for t in done}
     if len(totals) < 2:
         return None
+    multi = [t for t in done if sum(t.rows(s) > 0 for s in ability) >= 2]
+    if multi:
+        counts: dict[tuple[float, ...], int] = defaultdict(int)
+        for t in multi:
+            counts[_composition(t, list(ability))] += 1
+        modal = max(counts, key=counts.__getitem__)
+        done = [t for t in done if t not in multi or _composition(t, list(ability)) == modal]
     panels = {}
     for key, metric in heads.items():
         own = [s for s, a in ability.items() if a == key or s == key]
@@ -524,7 +558,8 @@ def _scaling(
                           log2x=True)  # fmt: skip
     return Section("Scaling with the amount of data", [
         "Each ability against the amount of its own data (log2 axis), trained on it alone "
-        "(individual) or mixed with the other sources (Dong et al., Figure 1).",
+        "(individual) or mixed with the other sources in the sweep's most common proportions "
+        "(mixed), every other setting at its most common value (Dong et al., Figure 1).",
         Figure(path, "Per-ability scaling: individual vs mixed sources."),
     ])  # fmt: skip
 
@@ -544,9 +579,20 @@ def _ratios(
         [t for t in done if sum(t.rows(s) > 0 for s in sources) >= 2],
         lambda t: "+".join(s for s in sources if t.rows(s) > 0),
     )
+    sampled = any(f"mixture.weight.{s}" in t.params for t in done for s in sources)
     series: dict[str, tuple[list[Trial], str]] = {}
     for mix, ts in by_set.items():
         members = mix.split("+")
+        if not sampled:
+            # a ratio study holds one source's rows fixed and scales the others (Dong et al.:
+            # all general data + k of the specialised; Wang et al.: specialised rows per
+            # general row): the curve is the fixed source's share
+            for s in members:
+                for rows, fixed in _group(ts, functools.partial(_rows_of, s=s)).items():
+                    if len({_share(t, s, sources) for t in fixed}) >= 3:
+                        series[f"{s} fixed at {rows} rows, in {mix}"] = (fixed, s)
+            if series:
+                continue
         # two sources: one share says it all; show the specialised one's
         shown = [s for s in members if s not in general][:1] if len(members) == 2 else members
         for s in shown or members[:1]:
@@ -554,7 +600,6 @@ def _ratios(
                 series[f"{s} in {mix}"] = (ts, s)
     if not series:
         return None
-    sampled = any(f"mixture.weight.{s}" in t.params for t in done for s in sources)
     panels = {
         _short(m): {
             name: _means(ts, functools.partial(_share, s=s, sources=sources), m)
@@ -569,6 +614,10 @@ def _ratios(
         "sources (Dong et al.'s ratio study; Wang et al.'s specialised : general ratio).",
         Figure(path, "Ability against share, per source and set of sources mixed."),
     ])  # fmt: skip
+
+
+def _rows_of(t: Trial, s: str) -> str:
+    return str(t.rows(s))
 
 
 def _share(t: Trial, s: str, sources: Sequence[str]) -> float:

@@ -70,7 +70,8 @@ class HumanEvalTaskConfig(_EvalTaskBase):
 class _JudgedTaskBase(_EvalTaskBase):
     path: str
     """The benchmark's local file: MT-Bench's question.jsonl (its folder also holding
-    judge_prompts.jsonl and reference answers), or AlpacaEval's instructions."""
+    judge_prompts.jsonl and reference answers), AlpacaEval's instructions, or FLASK's
+    flask_evaluation.jsonl."""
     judge: JudgeConfig
     """The LLM judge."""
 
@@ -102,16 +103,45 @@ class AlpacaEvalTaskConfig(_JudgedTaskBase):
     field of the instruction file."""
 
 
+class FlaskJudgeConfig(JudgeConfig):
+    """The FLASK judge: sampling settings default to FLASK's reviewer file
+    (gpt_review/src/reviewer.jsonl: temperature 0.2, max_tokens 1024)."""
+
+    temperature: Annotated[float, Field(ge=0)] = 0.2
+    """Sampling temperature of the judge (FLASK's reviewer setting: 0.2)."""
+    max_tokens: PositiveInt = 1024
+    """Longest judgement (FLASK's reviewer setting: 1024)."""
+
+
+class FlaskTaskConfig(_JudgedTaskBase):
+    """FLASK fine-grained skill scores (Ye et al. 2023): each instance's 3 skills rated 1-5 by
+    the judge with FLASK's own prompt and rubrics, against its reference answer."""
+
+    name: Literal["flask"]
+    """The task."""
+    judge: FlaskJudgeConfig
+    """The LLM judge."""
+    path: str
+    """FLASK's flask_evaluation.jsonl; its folder also holds flask_hard_evaluation.jsonl,
+    review_prompt.jsonl, review_reviewer.jsonl and skillset_description.json."""
+    subset: Literal["all", "hard"] = "all"
+    """All 1,740 instances (the file at path), or FLASK-Hard's 89 (flask_hard_evaluation.jsonl
+    beside it)."""
+
+
 class HarnessTaskConfig(_EvalTaskBase):
     """lm-evaluation-harness multiple-choice benchmarks on local files, zero-shot."""
 
     name: Literal["harness"]
     """The task."""
     path: str
-    """The folder holding arc/, piqa/, winogrande/, hellaswag/ and mmlu/."""
+    """The folder holding arc/, piqa/, winogrande/, hellaswag/, mmlu/ (and race/ when race is
+    asked for)."""
     benchmarks: list[str] = []
-    """Which benchmarks (arc_easy, arc_challenge, piqa, winogrande, hellaswag, mmlu); empty
-    for all."""
+    """Which benchmarks (arc_easy, arc_challenge, piqa, winogrande, hellaswag, mmlu, race); empty
+    for all but race, which runs only when listed. race reads race/race_high_test.jsonl
+    (EleutherAI/race rows: article, problems), or without that file lm-eval's own race task
+    from the Hugging Face hub."""
 
 
 EVAL_TASKS = (
@@ -121,6 +151,7 @@ EVAL_TASKS = (
     MTBenchTaskConfig,
     MTBenchPairwiseTaskConfig,
     AlpacaEvalTaskConfig,
+    FlaskTaskConfig,
     HarnessTaskConfig,
 )
 EVAL_TASK_NAMES = tuple(t.model_fields["name"].annotation.__args__[0] for t in EVAL_TASKS)  # type: ignore[union-attr]
@@ -133,12 +164,15 @@ EvalTaskConfig = Annotated[
     | MTBenchTaskConfig
     | MTBenchPairwiseTaskConfig
     | AlpacaEvalTaskConfig
+    | FlaskTaskConfig
     | HarnessTaskConfig,
     Field(discriminator="name"),
 ]
 """One evaluation run on the final checkpoint: its `name` picks the task and which keys it has."""
 
-JudgedTaskConfig = MTBenchTaskConfig | MTBenchPairwiseTaskConfig | AlpacaEvalTaskConfig
+JudgedTaskConfig = (
+    MTBenchTaskConfig | MTBenchPairwiseTaskConfig | AlpacaEvalTaskConfig | FlaskTaskConfig
+)
 
 
 def parse_eval_task(raw: dict[str, Any]) -> EvalTaskConfig:

@@ -1,11 +1,13 @@
 """Zero-shot multiple-choice benchmarks (ARC-Easy, ARC-Challenge, PIQA, WinoGrande, HellaSwag,
-MMLU) scored by lm-evaluation-harness on local files, as study S1 reports them. Each benchmark is
-an lm-eval task built from a dict config that mirrors the official task YAML (same prompt, choices,
-target, HellaSwag preprocessing, WinoGrande partial scoring, MMLU subject description) and differs
-only in where the rows come from: local llm-foundry / original-format jsonl files
-(:mod:`raymix.eval.harness_data`) instead of the Hugging Face hub. The model is the already-loaded torch model,
-wrapped in lm-eval's ``HFLM``; metrics are ``harness/<benchmark>/acc`` (and ``acc_norm`` where the
-official task defines it) plus ``harness/average/acc``, the unweighted mean over benchmarks.
+MMLU, and RACE when listed) scored by lm-evaluation-harness on local files, as study S1 reports
+them. Each benchmark is an lm-eval task built from a dict config that mirrors the official task
+YAML (same prompt, choices, target, HellaSwag preprocessing, WinoGrande partial scoring, MMLU
+subject description; RACE with lm-eval's own ``race`` functions) and differs only in where the
+rows come from: local llm-foundry / original-format jsonl files (:mod:`raymix.eval.harness_data`)
+instead of the Hugging Face hub. RACE without its local file runs as lm-eval's own ``race`` task,
+which reads the hub. The model is the already-loaded torch model, wrapped in lm-eval's ``HFLM``;
+metrics are ``harness/<benchmark>/acc`` (and ``acc_norm`` where the official task defines it)
+plus ``harness/average/acc``, the unweighted mean over benchmarks.
 """
 
 from __future__ import annotations
@@ -20,10 +22,19 @@ from typing import Any
 from raymix.config.schema import EvalConfig, HarnessTaskConfig
 from raymix.data.records import Record
 from raymix.errors import DataError
-from raymix.eval.harness_data import BENCHMARKS, SPECS, check_benchmarks, first_rows, row_texts
+from raymix.eval.harness_data import (
+    BENCHMARKS,
+    OPTIONAL,
+    SPECS,
+    check_benchmarks,
+    first_rows,
+    row_texts,
+)
 from raymix.eval.protocol import Request, Task, TaskKind
 
-__all__ = ["BENCHMARKS", "HarnessTask", "make_task", "run_harness"]
+__all__ = ["BENCHMARKS", "OPTIONAL", "HarnessTask", "make_task", "run_harness"]
+
+log = logging.getLogger("raymix")
 
 
 def _task_config(name: str, root: Path, limit: int | None) -> dict[str, Any]:
@@ -51,10 +62,39 @@ def _task_config(name: str, root: Path, limit: int | None) -> dict[str, Any]:
 
 
 def _build_tasks(benchmarks: Sequence[str], root: Path, limit: int | None) -> dict[str, Any]:
-    """lm-eval ``ConfigurableTask`` objects by benchmark name."""
+    """lm-eval ``ConfigurableTask`` objects by benchmark name: local files where ``root`` has
+    them, else lm-eval's own hub task (see :func:`_from_hub`)."""
     from lm_eval.api.task import ConfigurableTask
 
-    return {b: ConfigurableTask(config=_task_config(b, root, limit)) for b in benchmarks}
+    return {
+        b: (
+            _hub_task(b, root)
+            if _from_hub(b, root)
+            else ConfigurableTask(config=_task_config(b, root, limit))
+        )
+        for b in benchmarks
+    }
+
+
+def _from_hub(benchmark: str, root: Path) -> bool:
+    """Whether ``benchmark`` runs as lm-eval's own hub task: it has one and ``root`` lacks its
+    files (:func:`check_benchmarks` lets only such a benchmark lack them)."""
+    return SPECS[benchmark].hub is not None and not SPECS[benchmark].local(root)
+
+
+def _hub_task(benchmark: str, root: Path) -> Any:
+    """lm-eval's own task of ``benchmark`` (its registered YAML), reading the hub."""
+    from lm_eval.tasks import TaskManager
+
+    name = SPECS[benchmark].hub
+    assert name is not None
+    log.warning(
+        "harness: %s has no %s; running lm-eval's own %r task on its Hugging Face hub dataset",
+        root,
+        ", ".join(SPECS[benchmark].files),
+        name,
+    )
+    return TaskManager().load(name)["tasks"][name]
 
 
 @contextlib.contextmanager
@@ -87,15 +127,17 @@ def _hflm(model: Any, tokenizer: Any, batch_size: int) -> Any:
 
 
 def _sample_row(benchmark: str, sample: dict[str, Any]) -> dict[str, Any]:
-    """One per-sample row from an lm-eval logged sample."""
+    """One per-sample row from an lm-eval logged sample (a hub task's doc has no ``row`` and no
+    gold field: its row is the doc's index and its gold lm-eval's target)."""
     doc = sample["doc"]
     lls = [float(r[0]) for r in sample["filtered_resps"]]
     chosen = max(range(len(lls)), key=lls.__getitem__)
+    gold = SPECS[benchmark].gold
     row = {
         "benchmark": benchmark,
         "doc_id": int(sample["doc_id"]),
-        "row": int(doc["row"]),
-        "gold": int(doc[SPECS[benchmark].gold]),
+        "row": int(doc.get("row", sample["doc_id"])),
+        "gold": int(doc[gold] if gold in doc else sample["target"]),
         "chosen": chosen,
         "correct": bool(sample["acc"]),
         "loglikelihoods": lls,
@@ -122,7 +164,8 @@ def run_harness(
         model: An instantiated Hugging Face causal LM (``PreTrainedModel``).
         tokenizer: Its tokenizer.
         benchmarks: Names from ``BENCHMARKS``; empty for all of them.
-        data_dir: The folder holding arc/, piqa/, winogrande/, hellaswag/ and mmlu/.
+        data_dir: The folder holding arc/, piqa/, winogrande/, hellaswag/, mmlu/ (and race/;
+            without it RACE runs as lm-eval's own task on the hub).
         limit: The first this many rows of each benchmark, as lm-eval's ``limit`` (which applies
             to each task, and MMLU is a group of one task per subject: the first this many rows
             of each subject); None for all.
@@ -145,13 +188,27 @@ def run_harness(
         with _quiet():
             tasks = _build_tasks(chosen, root, limit)
             lm = _hflm(model, tokenizer, batch_size)
-            out = evaluate(
-                lm,
-                {"tasks": {t.task_name: t for t in tasks.values()}, "groups": {}, "group_map": {}},
-                limit=None,  # the datasets hold the first `limit` rows (MMLU: per subject)
-                bootstrap_iters=0,
-                log_samples=True,
-            )
+            out: dict[str, Any] = {"results": {}, "samples": {}}
+            hub = {b for b in chosen if _from_hub(b, root)}
+            for group, group_limit in (
+                (set(chosen) - hub, None),  # the datasets hold the first `limit` rows
+                (hub, limit),  # lm-eval's own task: its `limit`, the first rows
+            ):
+                if not group:
+                    continue
+                got = evaluate(
+                    lm,
+                    {
+                        "tasks": {tasks[b].task_name: tasks[b] for b in chosen if b in group},
+                        "groups": {},
+                        "group_map": {},
+                    },
+                    limit=group_limit,
+                    bootstrap_iters=0,
+                    log_samples=True,
+                )
+                out["results"].update(got["results"])
+                out["samples"].update(got["samples"])
     finally:
         model.train(training)
     return _collect(out, tasks)
@@ -195,9 +252,11 @@ class HarnessTask:
     def texts(self) -> list[str]:
         """Every text of every configured benchmark, whatever ``limit`` is (for the
         contamination check): questions, contexts and each choice."""
-        return [
-            t for b in self.benchmarks for r in SPECS[b].load(self.data_dir) for t in row_texts(r)
-        ]
+        out: list[str] = []
+        for b in self.benchmarks:
+            texts = SPECS[b].texts or row_texts
+            out += [t for r in SPECS[b].load(self.data_dir) for t in texts(r)]
+        return out
 
     def run_on_model(
         self, model: Any, tokenizer: Any

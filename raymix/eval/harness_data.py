@@ -1,22 +1,32 @@
 """The harness benchmarks' local files: where each benchmark's rows live, how they are read
 (llm-foundry / original-format jsonl files, not the Hugging Face hub), and the lm-eval task
 fields that turn a row into its choices, as the official task YAMLs define them (same prompt,
-choices, target, HellaSwag preprocessing, WinoGrande partial scoring, MMLU subject description).
+choices, target, HellaSwag preprocessing, WinoGrande partial scoring, MMLU subject description;
+RACE through lm-eval's own ``race`` functions). RACE alone may also come from the hub: without
+its local file, lm-eval's own ``race`` task reads ``EleutherAI/race``.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from raymix.data.files import read_jsonl
+from raymix.data.files import hub_rows, read_jsonl
 from raymix.errors import ConfigError, DataError
 
 BENCHMARKS = ("arc_easy", "arc_challenge", "piqa", "winogrande", "hellaswag", "mmlu")
-"""Every benchmark the harness task runs, in report order."""
+"""The benchmarks the harness task runs when none are listed, in report order."""
+
+OPTIONAL = ("race",)
+"""Benchmarks run only when listed (their data is not part of the usual harness folder)."""
+
+RACE_FILE = "race/race_high_test.jsonl"
+RACE_HUB = ("EleutherAI/race", "high", "test")
+"""The hub dataset, config and split of lm-eval's ``race`` task."""
 
 _ACC = {"metric": "acc", "aggregation": "mean", "higher_is_better": True}
 _ACC_NORM = {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}
@@ -37,6 +47,10 @@ class Benchmark:
         gold: The row field holding the index of the right choice.
         per: The row field naming the sub-task (MMLU's subject) that ``limit`` applies to, as
             lm-eval applies it to each task of a group; None for a single-task benchmark.
+        hub: lm-eval's own task of the benchmark, run on its Hugging Face hub dataset when the
+            data folder lacks ``files`` (``load`` then reads the hub's rows too); None where the
+            local files are required.
+        texts: A row's texts for the contamination check; None for :func:`row_texts`.
     """
 
     files: tuple[str, ...]
@@ -44,6 +58,12 @@ class Benchmark:
     config: dict[str, Any]
     gold: str = "gold"
     per: str | None = None
+    hub: str | None = None
+    texts: Callable[[dict[str, Any]], list[str]] | None = None
+
+    def local(self, root: Path) -> bool:
+        """Whether ``root`` holds every file of the benchmark."""
+        return all((root / f).is_file() for f in self.files)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -136,6 +156,86 @@ def _winogrande_continuation(doc: dict[str, Any]) -> str:
     return str(doc["continuation"]).strip()
 
 
+def _race_problems(doc: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """A RACE row's problems (a list, or the hub's string of a Python list), each checked to be
+    what lm-eval's ``race`` functions read: a question, 4 options and an answer letter A-D."""
+    problems = doc.get("problems")
+    if isinstance(problems, str):
+        try:
+            problems = ast.literal_eval(problems)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            raise DataError(f"{where}: problems is not a Python list literal") from None
+    if not isinstance(problems, list) or not problems:
+        raise DataError(
+            f"{where}: problems must be a non-empty list of {{question, options, answer}}"
+        )
+    for j, p in enumerate(problems, 1):
+        options = p.get("options") if isinstance(p, dict) else None
+        if not (
+            isinstance(p, dict)
+            and isinstance(p.get("question"), str)
+            and isinstance(options, list)
+            and len(options) == 4
+            and all(isinstance(o, str) for o in options)
+            and p.get("answer") in ("A", "B", "C", "D")
+        ):
+            raise DataError(
+                f"{where}: problem {j}: expected question, 4 options and answer A, B, C or D"
+            )
+    return problems
+
+
+def _race_rows(rows: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    """RACE rows as lm-eval's ``race`` task reads them (the hub's form: ``problems`` a string of
+    a Python list), with ``gold``: the index of the last problem's answer, the one asked."""
+    out = []
+    for i, r in enumerate(rows):
+        at = f"{where}: row {i + 1}"
+        if not isinstance(r.get("article"), str):
+            raise DataError(f"{at}: expected article text")
+        problems = _race_problems(r, at)
+        gold = "ABCD".index(problems[-1]["answer"])
+        out.append({**r, "problems": str(problems), "gold": gold, "row": i})
+    return out
+
+
+def _load_race(root: Path) -> list[dict[str, Any]]:
+    """RACE-high test rows from ``race/race_high_test.jsonl`` (EleutherAI/race rows: article,
+    problems), or from the hub when the folder has no such file."""
+    if (root / RACE_FILE).is_file():
+        return _race_rows(read_jsonl(root / RACE_FILE), str(root / RACE_FILE))
+    name, config, split = RACE_HUB
+    rows = hub_rows(name, config, split, f"{root}/{RACE_FILE}")
+    return _race_rows(rows, f"{name} ({config}, {split})")
+
+
+def _race_text(doc: dict[str, Any]) -> str:
+    """lm-eval's ``race`` prompt: the article, the earlier problems answered, the last asked."""
+    from lm_eval.tasks.race import preprocess_race
+
+    return str(preprocess_race.doc_to_text(doc))
+
+
+def _race_choices(doc: dict[str, Any]) -> list[str]:
+    """lm-eval's ``race`` choices: the last problem's 4 options."""
+    from lm_eval.tasks.race import preprocess_race
+
+    return list(preprocess_race.doc_to_choice(doc))
+
+
+def _race_target(doc: dict[str, Any]) -> int:
+    """lm-eval's ``race`` target: the last problem's answer index."""
+    from lm_eval.tasks.race import preprocess_race
+
+    return int(preprocess_race.doc_to_target(doc))
+
+
+def _race_texts(row: dict[str, Any]) -> list[str]:
+    """The article, and every problem's question and options."""
+    problems = ast.literal_eval(row["problems"])
+    return [row["article"], *(t for p in problems for t in [p["question"], *p["options"]])]
+
+
 SPECS: dict[str, Benchmark] = {
     "arc_easy": Benchmark(
         ("arc/arc_easy_test.jsonl",),
@@ -205,6 +305,18 @@ SPECS: dict[str, Benchmark] = {
         gold="answer",
         per="subject",
     ),
+    "race": Benchmark(
+        (RACE_FILE,),
+        _load_race,
+        {
+            "doc_to_text": _race_text,
+            "doc_to_choice": _race_choices,
+            "doc_to_target": _race_target,
+            "metric_list": [_ACC],
+        },
+        hub="race",
+        texts=_race_texts,
+    ),
 }
 
 
@@ -222,18 +334,26 @@ def row_texts(row: dict[str, Any]) -> list[str]:
 def check_benchmarks(
     benchmarks: Sequence[str], data_dir: str | Path | None
 ) -> tuple[list[str], Path]:
-    """The benchmarks to run (all when empty) and the absolute data folder, or a ConfigError."""
+    """The benchmarks to run (all but :data:`OPTIONAL` when empty) and the absolute data folder,
+    or a ConfigError. A benchmark with a hub task (RACE) may lack its files: it then runs from
+    the hub."""
     if data_dir is None:
         raise ConfigError("eval.tasks.harness.path: give the folder holding arc/, piqa/, ...")
     unknown = [b for b in benchmarks if b not in SPECS]
     if unknown:
         raise ConfigError(
             f"eval.tasks.harness.benchmarks: unknown {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(BENCHMARKS)}"
+            f"allowed: {', '.join((*BENCHMARKS, *OPTIONAL))}"
         )
     root = Path(data_dir).expanduser().resolve()
     chosen = list(dict.fromkeys(benchmarks)) or list(BENCHMARKS)
-    missing = [f for b in chosen for f in SPECS[b].files if not (root / f).is_file()]
+    missing = [
+        f
+        for b in chosen
+        if SPECS[b].hub is None
+        for f in SPECS[b].files
+        if not (root / f).is_file()
+    ]
     if missing:
         raise ConfigError(f"eval.tasks.harness.path: {root} has no {', '.join(missing)}")
     return chosen, root

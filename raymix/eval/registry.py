@@ -31,6 +31,7 @@ TASKS: dict[str, TaskEntry] = {
     "mt_bench": TaskEntry("raymix.eval.mt_bench:make_task", "judged"),
     "mt_bench_pairwise": TaskEntry("raymix.eval.mt_bench_pairwise:make_task", "judged"),
     "alpaca_eval": TaskEntry("raymix.eval.alpaca_eval:make_task", "judged"),
+    "flask": TaskEntry("raymix.eval.flask_judge:make_task", "judged"),
     "harness": TaskEntry("raymix.eval.harness:make_task", "loglikelihood"),
 }
 
