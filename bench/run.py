@@ -14,6 +14,7 @@ BENCHES = [
     "trial_overhead.py",  # per-trial fixed cost against the no-op and DeepSpeed floors
     "asha.py",  # trial-steps of ASHA vs the full grid, and whether it keeps the grid's best
     "search.py",  # stratified, random, Optuna TPE and the mixing law: the same budget, 3 seeds
+    "recommend.py",  # the law's recommended mixture vs the grid's best and stratified
     "sandbox.py",  # the forge-proof HumanEval verdict (two processes) vs one program
 ]
 
