@@ -20,6 +20,8 @@ from raymix.config.eval_schema import (
     ContaminationConfig,
     EvalConfig,
     EvalTaskConfig,
+    FlaskJudgeConfig,
+    FlaskTaskConfig,
     GSM8KTaskConfig,
     HarnessTaskConfig,
     HeldoutTaskConfig,
@@ -48,6 +50,8 @@ from raymix.config.mixture_schema import (
 
 __all__ = [
     "AlpacaEvalTaskConfig",
+    "FlaskJudgeConfig",
+    "FlaskTaskConfig",
     "AmountSpace",
     "BudgetMixture",
     "BudgetSpec",

@@ -23,6 +23,9 @@ from raymix.errors import ConfigError
 DRAW_EPS = 1e-9
 """Uniform draws are kept inside [eps, 1 - eps] so the inverse CDF stays finite."""
 
+DRAW_PREFIX = "mixture.draw."
+"""A trial config's key of a source's draw: ``mixture.draw.<source>``."""
+
 POINT_NAME = "sampled"
 """The mixture name of a trial whose mixture was drawn from mixture.space."""
 

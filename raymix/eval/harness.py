@@ -83,7 +83,9 @@ def _from_hub(benchmark: str, root: Path) -> bool:
 
 
 def _hub_task(benchmark: str, root: Path) -> Any:
-    """lm-eval's own task of ``benchmark`` (its registered YAML), reading the hub."""
+    """lm-eval's own task of ``benchmark`` (its registered YAML), reading the hub. Only the
+    task's own folder of lm-eval's tasks is indexed (all of them take a minute)."""
+    import lm_eval.tasks
     from lm_eval.tasks import TaskManager
 
     name = SPECS[benchmark].hub
@@ -94,7 +96,15 @@ def _hub_task(benchmark: str, root: Path) -> Any:
         ", ".join(SPECS[benchmark].files),
         name,
     )
-    return TaskManager().load(name)["tasks"][name]
+    try:
+        folder = Path(lm_eval.tasks.__file__).parent / name
+        manager = TaskManager(include_path=str(folder), include_defaults=False)
+        return manager.load(name)["tasks"][name]
+    except Exception as e:  # noqa: BLE001 - offline, missing, or refused: one message
+        raise DataError(
+            f"cannot load lm-eval's {name!r} task from the Hugging Face hub "
+            f"({type(e).__name__}); put {', '.join(SPECS[benchmark].files)} in {root}"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ from raymix.analysis.mixing_law import Target, fit_law, into_bounds, optimum
 from raymix.analysis.mixing_law import min_trials as law_min_trials
 from raymix.config.schema import ExperimentConfig
 from raymix.data.simplex import DRAW_EPS, shares
-from raymix.sweep.space import DRAW
+from raymix.data.simplex import DRAW_PREFIX as DRAW
 
 
 class MixingLawSampler(BaseSampler):

@@ -22,10 +22,10 @@ from typing import Any
 
 from raymix.config import with_params
 from raymix.config.schema import ExperimentConfig, SpaceParam, condition_depths
-from raymix.data.simplex import DRAW_EPS, MixturePoint
+from raymix.data.simplex import DRAW_EPS, DRAW_PREFIX, MixturePoint
 
 MIXTURE = "mixture"
-DRAW = "mixture.draw."
+DRAW = DRAW_PREFIX
 AMOUNT = "mixture.amount"
 POINT = "point"  # grid search: the grid point, one dict
 
