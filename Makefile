@@ -37,8 +37,13 @@ $(STAMP): pyproject.toml Makefile
 	$(MAKE) install-into PIP=$(BIN)/pip EXTRAS=$(EXTRAS)
 	touch $(STAMP)
 
+# the embedded default's sweep, its report (reports/quickstart/report.html) and the mixture the
+# mixing law recommends from it
+DEMO_TARGETS := eval/loss/math=min,eval/loss/code=min,eval/loss/general=min
 demo: install
 	$(BIN)/raymix sweep experiments/quickstart.yaml
+	$(BIN)/raymix report quickstart
+	$(BIN)/raymix recommend quickstart --target '$(DEMO_TARGETS)'
 
 # Debian's chromium for the test that renders `raymix report`'s HTML page headless (playwright
 # drives it; it downloads no browser of its own). Root installs it; anyone else through sudo.
