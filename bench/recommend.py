@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from search import mixture_only  # noqa: E402  (bench/search.py, beside this file)
 
 from raymix.analysis.mixing_law import Target, recommend  # noqa: E402
 from raymix.analysis.trials import read_trials  # noqa: E402
@@ -50,22 +51,9 @@ TARGETS = [Target(f"eval/loss/{s}", "min", 1.0) for s in SOURCES]
 
 
 def _config(tmp: str, name: str, weights: str, n: int) -> ExperimentConfig:
-    overrides = [
-        f"name={name}",
-        f"mixture.space.weights={weights}",
-        "sweep.scheduler={name: none}",
-        "sweep.space={}",
-        f"sweep.num_samples={n}",
-        "sweep.search={algorithm: random, seed: 0}",
-        f"mixture.space.amount={{unit: examples, fixed: {AMOUNT}}}",
-        "train.epochs=1",
-        "train.eval_every=null",
-        "train.report_every=100000",
-        "eval.tasks=[]",
-        f"sweep.storage_path={tmp}/runs",
-        f"tracking.uri=sqlite:///{tmp}/mlflow.db",
-        "tracking.log_checkpoint=false",
-    ]
+    overrides = [f"name={name}", f"mixture.space.weights={weights}"]
+    overrides += mixture_only(tmp, n, AMOUNT)
+    overrides.append("sweep.search={algorithm: random, seed: 0}")
     return load(ROOT / "experiments" / "search_quickstart.yaml", overrides)
 
 

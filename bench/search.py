@@ -77,20 +77,15 @@ class Sweep:
         return out
 
 
-def _config(tmp: str, algorithm: str, seed: int, n: int, startup: int) -> ExperimentConfig:
-    search = algorithm
-    overrides = []
-    if algorithm == "stratified":  # equal shares: the space's weights pinned to one point
-        search, n = "random", 1
-        overrides.append(
-            "mixture.space.weights={ranges: {math: [1, 1], code: [1, 1], general: [1, 1]}}"
-        )
-    overrides += [
+def mixture_only(tmp: str, n: int, amount: int = AMOUNT) -> list[str]:
+    """search_quickstart's overrides that leave only the mixture to search: ``n`` trials at
+    ``amount`` examples, ``EPOCHS`` epoch, multi-task, no scheduler, no evaluation during
+    training, no generation task, stored under ``tmp``."""
+    return [
         "sweep.scheduler={name: none}",
         "sweep.space={}",
         f"sweep.num_samples={n}",
-        f"sweep.search={{algorithm: {search}, seed: {seed}, n_startup_trials: {startup}}}",
-        f"mixture.space.amount={{unit: examples, fixed: {AMOUNT}}}",
+        f"mixture.space.amount={{unit: examples, fixed: {amount}}}",
         f"train.epochs={EPOCHS}",
         "train.eval_every=null",
         "train.report_every=100000",
@@ -99,6 +94,20 @@ def _config(tmp: str, algorithm: str, seed: int, n: int, startup: int) -> Experi
         f"tracking.uri=sqlite:///{tmp}/mlflow.db",
         "tracking.log_checkpoint=false",
     ]
+
+
+def _config(tmp: str, algorithm: str, seed: int, n: int, startup: int) -> ExperimentConfig:
+    search = algorithm
+    overrides = []
+    if algorithm == "stratified":  # equal shares: the space's weights pinned to one point
+        search, n = "random", 1
+        overrides.append(
+            "mixture.space.weights={ranges: {math: [1, 1], code: [1, 1], general: [1, 1]}}"
+        )
+    overrides += mixture_only(tmp, n)
+    overrides.append(
+        f"sweep.search={{algorithm: {search}, seed: {seed}, n_startup_trials: {startup}}}"
+    )
     cfg = load(ROOT / "experiments" / "search_quickstart.yaml", overrides)
     assert cfg.sweep.metric == METRIC and cfg.sweep.mode == "min"
     return cfg

@@ -30,6 +30,19 @@ def _grid(n: int, width: float = 4.2, height: float = 3.2):  # type: ignore[no-u
     return fig, list(axes.flat[:n])
 
 
+def _style(ax, title: str | None, xlabel: str, ylabel: str | None = None, legend: int = 7) -> None:  # type: ignore[no-untyped-def]
+    """One look for every panel: small title and labels, a light grid, a legend."""
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=legend)
+
+
 def _save(fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
@@ -61,11 +74,7 @@ def curves(
             ax.axhline(y, linestyle="--", linewidth=1, color=f"C{i + 3}", label=name)
         if log2x:
             ax.set_xscale("log", base=2)
-        ax.set_title(metric, fontsize=9)
-        ax.set_xlabel(xlabel, fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _style(ax, metric, xlabel)
     return _save(fig, path)
 
 
@@ -89,11 +98,7 @@ def pareto(
         ax.plot(xs, ys, "-o" if join else "o", color="C3", markersize=5, label="Pareto front")
         for x, y, label in front:
             ax.annotate(label, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel(names[0], fontsize=8)
-    ax.set_ylabel(names[1], fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _style(ax, None, names[0], names[1])
     return _save(fig, path)
 
 
@@ -118,11 +123,7 @@ def loss_curves(
                 ax.plot(xs[-1], ys[-1], "x", color=color, markersize=8, markeredgewidth=2)
         if stopped:
             ax.plot([], [], "x", color="black", label="stopped early")
-        ax.set_title(metric, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+        _style(ax, metric, "step", legend=6)
     return _save(fig, path)
 
 
@@ -137,9 +138,5 @@ def rank_scatter(
         ax.scatter(xs, ys, s=24)
         top = max(max(xs), max(ys)) + 0.5
         ax.plot([0.5, top], [0.5, top], linestyle="--", color=GREY, linewidth=1)
-        ax.set_title(f"{signal}: Spearman ρ = {rho:.2f}", fontsize=9)
-        ax.set_xlabel("rank early", fontsize=8)
-        ax.set_ylabel("rank at the end", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
+        _style(ax, f"{signal}: Spearman ρ = {rho:.2f}", "rank early", "rank at the end", legend=0)
     return _save(fig, path)

@@ -123,7 +123,9 @@ def load_sweeps(uri: str, refs: list[str]) -> list[Sweep]:
     client = MlflowTracker(uri).client
     sweeps = []
     for ref in refs:
-        parents, runs, name = _resolve(client, uri, ref)
+        parents, runs, name = resolve(client, uri, ref)
+        if not parents and not runs:
+            raise ConfigError(f"{ref!r}: MLflow experiment {ref!r} in {uri} holds no sweep")
         trials = [
             Trial(
                 run_id=r.info.run_id,
@@ -149,7 +151,10 @@ def load_sweeps(uri: str, refs: list[str]) -> list[Sweep]:
     return sweeps
 
 
-def _resolve(client: Any, uri: str, ref: str) -> tuple[list[Any], list[Any], str]:
+def resolve(client: Any, uri: str, ref: str) -> tuple[list[Any], list[Any], str]:
+    """What a user's sweep reference names: a sweep's parent run id (that parent and its trial
+    runs) or an experiment name (every sweep's parent and trial run in it); and the experiment's
+    name. Raises ConfigError when it is neither."""
     if _RUN_ID.match(ref):
         try:
             parent = client.get_run(ref)
@@ -172,6 +177,4 @@ def _resolve(client: Any, uri: str, ref: str) -> tuple[list[Any], list[Any], str
     runs = client.search_runs([exp.experiment_id], max_results=10_000)
     parents = [r for r in runs if r.data.tags.get(ROLE) == "sweep"]
     trials = [r for r in runs if r.data.tags.get(ROLE) == "trial"]
-    if not parents and not trials:
-        raise ConfigError(f"{ref!r}: MLflow experiment {ref!r} in {uri} holds no sweep")
     return parents, trials, exp.name

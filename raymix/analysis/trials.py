@@ -3,17 +3,15 @@ the sources (from its params) and its final metrics."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from raymix.analysis.sweeps import resolve
 from raymix.errors import ConfigError
 from raymix.tracking import MlflowTracker
-from raymix.tracking.mlflow_tracker import PARENT, ROLE
-
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+from raymix.tracking.mlflow_tracker import PARENT
 
 
 @dataclass
@@ -34,28 +32,8 @@ class Trials:
 def trial_runs(uri: str, sweep: str) -> list[Any]:
     """The FINISHED trial runs of ``sweep``: a parent run id (that sweep's trials) or an
     experiment name (the trials of every sweep in it)."""
-    tracker = MlflowTracker(uri)
-    client = tracker.client
-    if _RUN_ID.match(sweep):
-        try:
-            parent = client.get_run(sweep)
-        except Exception:  # noqa: BLE001 - MLflow says RESOURCE_DOES_NOT_EXIST in many ways
-            parent = None
-        if parent is not None and parent.data.tags.get(ROLE) == "sweep":
-            return [r for r in tracker.trial_runs(sweep) if r.info.status == "FINISHED"]
-    exp = client.get_experiment_by_name(sweep)
-    if exp is None:
-        raise ConfigError(
-            f"{sweep!r}: neither a sweep's parent run id nor an MLflow experiment in {uri} "
-            "(the sweep printed its parent run id; the experiment is the config's name)"
-        )
-    return list(
-        client.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.`{ROLE}` = 'trial' and attributes.status = 'FINISHED'",
-            max_results=10_000,
-        )
-    )
+    _, runs, _ = resolve(MlflowTracker(uri).client, uri, sweep)
+    return sorted((r for r in runs if r.info.status == "FINISHED"), key=lambda r: r.info.start_time)
 
 
 def read_trials(uri: str, sweep: str) -> Trials:
@@ -105,17 +83,10 @@ def sweep_config(uri: str, sweep: str) -> str:
     import tempfile
     from pathlib import Path
 
-    tracker = MlflowTracker(uri)
-    client = tracker.client
-    parent = sweep
-    if not _RUN_ID.match(sweep):
-        exp = client.get_experiment_by_name(sweep)
-        found = [] if exp is None else client.search_runs(
-            [exp.experiment_id], filter_string=f"tags.`{ROLE}` = 'sweep'",
-            order_by=["attributes.start_time DESC"], max_results=1,
-        )  # fmt: skip
-        if not found:
-            raise ConfigError(f"{sweep!r}: no sweep in MLflow experiment {sweep!r} at {uri}")
-        parent = found[0].info.run_id
+    client = MlflowTracker(uri).client
+    parents, _, _ = resolve(client, uri, sweep)
+    if not parents:
+        raise ConfigError(f"{sweep!r}: no sweep in MLflow experiment {sweep!r} at {uri}")
+    parent = max(parents, key=lambda p: p.info.start_time).info.run_id
     with tempfile.TemporaryDirectory() as tmp:
         return Path(client.download_artifacts(parent, "config.yaml", tmp)).read_text()
