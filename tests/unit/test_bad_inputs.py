@@ -367,6 +367,13 @@ CASES = [
         ("model.name", "raymix-test/no-such-model", "HF_HUB_OFFLINE"),
     ),
     Case(
+        "validate-model-hub-unreachable",
+        ["validate", "exp.yaml", "--set", "model.name=raymix-test/no-such-model"],
+        {"exp.yaml": _yaml()},
+        ("model.name", "the hub could not be asked", "local folder"),
+        env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"},
+    ),
+    Case(
         "sweep-tokenizer-path-missing",
         ["sweep", "exp.yaml", "--set", "tokenizer.name=~/no-such-tokenizer"],
         {"exp.yaml": _yaml()},
